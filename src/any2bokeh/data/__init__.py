@@ -6,6 +6,7 @@ from any2bokeh.data.assets import (
     ImageMatteForegrounds,
     VideoMatteForegrounds,
 )
+from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 
 __all__ = [
     "AssetError",
@@ -13,5 +14,7 @@ __all__ = [
     "ForegroundSource",
     "ImageBackgrounds",
     "ImageMatteForegrounds",
+    "ProceduralBackgrounds",
+    "ProceduralForegrounds",
     "VideoMatteForegrounds",
 ]
