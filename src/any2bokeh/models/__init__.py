@@ -1,0 +1,17 @@
+"""The Any-to-Bokeh network: conditioning signals, MPI attention and the MPI-conditioned SVD UNet."""
+
+from .bokeh_unet import BokehUNet
+from .conditioning import fourier_k, mpi_regions, mpi_thresholds, vd_image, vd_map
+from .mpi_attention import MPIAttention, MPIInputs, MPITransformerBlock
+
+__all__ = [
+    "BokehUNet",
+    "MPIAttention",
+    "MPIInputs",
+    "MPITransformerBlock",
+    "fourier_k",
+    "mpi_regions",
+    "mpi_thresholds",
+    "vd_image",
+    "vd_map",
+]

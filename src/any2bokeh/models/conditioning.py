@@ -1,0 +1,146 @@
+"""The conditioning signals of §3.1: focal-plane-adapted MPI regions, the V_D map and the K embedding.
+
+Shapes follow the data batches: `disparity` is [..., H, W] (or [..., 1, H, W]) in [0, 1] with 1 nearest,
+and `disp_focus` holds one focal disparity per frame, [...] (a prefix of the disparity's leading dims,
+or a float). Everything is vectorised over the leading dims and free of `.item()`, so it runs on any
+device and under FakeTensorMode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# d_f = 0 would give the exponent 1 / 0; a tiny positive focus sends every inner threshold to 0 instead.
+MIN_DISP_FOCUS = 1e-6
+
+FOURIER_FREQUENCIES = 16
+FOURIER_MIN_FREQUENCY = 1.0
+FOURIER_MAX_FREQUENCY = 100.0
+FOURIER_DIM = 2 * FOURIER_FREQUENCIES
+
+
+def _focus_like(disparity: torch.Tensor, disp_focus: torch.Tensor | float, name: str) -> torch.Tensor:
+    """`disp_focus` as a tensor broadcastable against `disparity` [..., H, W] (trailing dims of size 1)."""
+    if disparity.ndim < 2:
+        raise ValueError(f"{name}: disparity must be [..., H, W], got shape {tuple(disparity.shape)}")
+    disp_focus = torch.as_tensor(disp_focus, device=disparity.device)
+    leading = disparity.shape[:-2]
+    if disp_focus.ndim > len(leading) or tuple(leading[: disp_focus.ndim]) != tuple(disp_focus.shape):
+        raise ValueError(
+            f"{name}: disp_focus of shape {tuple(disp_focus.shape)} must match the leading dims of "
+            f"disparity {tuple(disparity.shape)} (one focal disparity per frame)"
+        )
+    # disp_focus: [...] -> [..., 1, ..., 1], one trailing 1 per remaining disparity dim
+    return disp_focus.reshape(disp_focus.shape + (1,) * (disparity.ndim - disp_focus.ndim))
+
+
+def _compute_dtype(disparity: torch.Tensor) -> torch.dtype:
+    return torch.float64 if disparity.dtype == torch.float64 else torch.float32
+
+
+def vd_map(disparity: torch.Tensor, disp_focus: torch.Tensor | float) -> torch.Tensor:
+    """The disparity difference V_D = |d - d_f| (eq. 1 without K), same shape as `disparity`.
+
+    Args:
+        disparity: float [..., H, W] in [0, 1].
+        disp_focus: float or tensor [...] (a prefix of disparity's leading dims).
+    """
+    focus = _focus_like(disparity, disp_focus, "vd_map")
+    return (disparity - focus.to(disparity.dtype)).abs()
+
+
+def vd_image(disparity: torch.Tensor, disp_focus: torch.Tensor | float) -> torch.Tensor:
+    """V_D as a 3-channel image in [-1, 1], ready for the VAE encoder like an RGB frame.
+
+    Args:
+        disparity: float [..., 1, H, W] in [0, 1] (a channel dim of size 1, as in the data batches).
+        disp_focus: float or tensor [...] (e.g. [B, T] for disparity [B, T, 1, H, W]).
+
+    Returns:
+        [..., 3, H, W]: 2 * |d - d_f| - 1, the one channel repeated.
+    """
+    if disparity.ndim < 3 or disparity.shape[-3] != 1:
+        raise ValueError(f"vd_image: disparity must be [..., 1, H, W], got shape {tuple(disparity.shape)}")
+    image = 2.0 * vd_map(disparity, disp_focus) - 1.0
+    # image: [..., 1, H, W] -> [..., 3, H, W]
+    return image.expand(*image.shape[:-3], 3, *image.shape[-2:])
+
+
+def mpi_thresholds(
+    disp_focus: torch.Tensor | float, n_planes: int = 4, alpha: float = 1.0
+) -> torch.Tensor:
+    """The focal-plane-adapted thresholds of eq. (2): h_i = (i / N) ** (1 / d_f**alpha), i = 0..N.
+
+    Args:
+        disp_focus: float or tensor [...]; values <= 0 are replaced by a tiny positive focus.
+    Returns:
+        float32 (float64 for a float64 input) [..., N + 1], h_0 = 0 and h_N = 1.
+    """
+    if n_planes < 1:
+        raise ValueError(f"mpi_thresholds: n_planes must be >= 1, got {n_planes}")
+    if not alpha > 0:
+        raise ValueError(f"mpi_thresholds: alpha must be > 0, got {alpha}")
+    disp_focus = torch.as_tensor(disp_focus)
+    dtype = _compute_dtype(disp_focus)
+    focus = disp_focus.to(dtype).clamp_min(MIN_DISP_FOCUS)
+    steps = torch.linspace(0.0, 1.0, n_planes + 1, dtype=dtype, device=focus.device)
+    exponent = 1.0 / focus**alpha
+    # [N + 1] ** [..., 1] -> [..., N + 1]
+    return steps ** exponent[..., None]
+
+
+def mpi_regions(
+    disparity: torch.Tensor,
+    disp_focus: torch.Tensor | float,
+    n_planes: int = 4,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """Assign every pixel to one of N focal-plane-adapted MPI regions (eq. 2-3).
+
+    The region of a pixel is the number of inner thresholds h_1..h_{N-1} that |d - d_f| strictly
+    exceeds, so it lies in 0..N-1 and region 0 holds the pixels nearest the focal plane. The MPI mask of
+    level i is `regions <= i`.
+
+    Args:
+        disparity: float [..., H, W] in [0, 1].
+        disp_focus: float or tensor [...] (a prefix of disparity's leading dims; [B, T] for [B, T, H, W]).
+            d_f <= 0 is replaced by a tiny positive value.
+        n_planes: N, the number of regions.
+        alpha: the exponent on d_f (1 in training; the authors also used 1.5 at inference).
+
+    Returns:
+        int64 [..., H, W] in 0..N-1.
+    """
+    focus = _focus_like(disparity, disp_focus, "mpi_regions")
+    dtype = _compute_dtype(disparity)
+    # thresholds: [..., 1, .., 1] focus -> [..., 1, .., 1, N + 1]; keep h_1..h_{N-1}
+    inner = mpi_thresholds(focus.to(device=disparity.device), n_planes, alpha)[..., 1:n_planes]
+    difference = (disparity.to(dtype) - focus.to(dtype)).abs()
+    # [..., H, W, 1] > [..., 1, 1, N - 1] -> count over the thresholds -> [..., H, W]
+    return (difference[..., None] > inner).sum(dim=-1)
+
+
+def fourier_k(k: torch.Tensor | float) -> torch.Tensor:
+    """Fourier embedding E(K) of the raw blur strength (eq. 4).
+
+    16 frequencies spaced log-uniformly from 1 to 100; the sines come first, then the cosines.
+
+    Args:
+        k: float or tensor [...], K in pixels per unit of disparity.
+    Returns:
+        float32 (float64 for a float64 input) [..., 32].
+    """
+    k = torch.as_tensor(k)
+    dtype = _compute_dtype(k) if k.is_floating_point() else torch.float32
+    frequencies = torch.logspace(
+        math.log10(FOURIER_MIN_FREQUENCY),
+        math.log10(FOURIER_MAX_FREQUENCY),
+        FOURIER_FREQUENCIES,
+        dtype=dtype,
+        device=k.device,
+    )
+    # [..., 1] * [16] -> [..., 16]
+    angles = k.to(dtype)[..., None] * frequencies
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)

@@ -1,0 +1,301 @@
+"""MPI attention (eq. 4): a gated attention block inside every spatial transformer block of the SVD UNet.
+
+    x <- x + tanh(gate_attn) * TS(Attn([x + Phi_M(E(K)), Phi_A(V_A)], [1, M]))
+    x <- x + tanh(gate_ff)   * FF(x)
+
+The block sits between the self-attention and the cross-attention of a diffusers `BasicTransformerBlock`
+(GLIGEN's place). Its queries are the block's visual tokens modulated by the K embedding; its keys are the
+visual tokens and the condition tokens V_A (the all-in-focus latents); the key mask lets every visual token
+through and a condition token only where the pixel lies in this block's MPI level (`regions <= level`).
+Only the visual tokens' outputs are kept (TS), so only they are used as queries.
+
+Diffusers hands the spatial blocks nothing per call, so the per-call conditioning (`MPIInputs`) lives in an
+`MPIState` shared by the blocks, which `BokehUNet.forward` fills for the duration of one call. Outside such a
+call the blocks are exactly SVD's blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention import BasicTransformerBlock, FeedForward, _chunked_feed_forward
+from torch import nn
+
+from .conditioning import FOURIER_DIM
+
+
+@dataclass
+class MPIInputs:
+    """Per-call conditioning shared by every MPI block.
+
+    Attributes:
+        cond_features: [batch * frames, C0, h, w], the condition tokens' features at latent resolution.
+        regions: int64 [batch * frames, H, W], MPI region per pixel (any resolution).
+        k_embedding: [batch * frames, 32], E(K).
+        latent_size: (h, w) of the UNet input.
+        num_frames: frames per sample.
+        per_frame_context: the cross-attention context holds one token per frame ([B, T, C]) instead of one
+            shared sequence.
+    """
+
+    cond_features: torch.Tensor
+    regions: torch.Tensor
+    k_embedding: torch.Tensor
+    latent_size: tuple[int, int]
+    num_frames: int
+    per_frame_context: bool = False
+    _masks: dict = field(default_factory=dict, repr=False)
+
+    def grid(self, scale: int) -> tuple[int, int]:
+        """Token grid of a block `scale` downsamplers deep (each stride-2 conv rounds up)."""
+        height, width = self.latent_size
+        for _ in range(scale):
+            height, width = (height + 1) // 2, (width + 1) // 2
+        return height, width
+
+    def key_mask(self, level: int, size: tuple[int, int]) -> torch.Tensor:
+        """Bool [batch * frames, kh * kw]: condition token allowed where `regions <= level`.
+
+        The binary mask is area-resized to the key grid and a key is allowed when any pixel under it is
+        allowed, so thin in-focus structures survive coarse grids.
+        """
+        key = (level, size)
+        if key not in self._masks:
+            allowed = (self.regions <= level).to(torch.float32)
+            # allowed: [BT, H, W] -> [BT, 1, kh, kw] -> [BT, kh * kw]
+            coverage = F.adaptive_avg_pool2d(allowed[:, None], size)
+            self._masks[key] = (coverage > 0).flatten(1)
+        return self._masks[key]
+
+    def frame_context(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        """Each frame's own context token out of diffusers' frame-repeated context.
+
+        Diffusers repeats the context [B, S, C] to [B * T, S, C]; with per-frame context S = T and frame t
+        of sample b must see only token t: [B * T, T, C] -> [B * T, 1, C].
+        """
+        if not self.per_frame_context:
+            return encoder_hidden_states
+        batch_frames, length, channels = encoder_hidden_states.shape
+        # [B * T, T, C] -> [B, T, T, C] -> diagonal [B, C, T] -> [B * T, 1, C]
+        repeated = encoder_hidden_states.reshape(batch_frames // length, length, length, channels)
+        return repeated.diagonal(dim1=1, dim2=2).transpose(1, 2).reshape(batch_frames, 1, channels)
+
+
+class MPIState:
+    """Holder of the current call's `MPIInputs`; shared by BokehUNet and its MPI blocks."""
+
+    def __init__(self) -> None:
+        self.current: MPIInputs | None = None
+
+    @contextlib.contextmanager
+    def use(self, inputs: MPIInputs | None) -> Iterator[None]:
+        previous, self.current = self.current, inputs
+        try:
+            yield
+        finally:
+            self.current = previous
+
+
+class ContextCheckpoint:
+    """Gradient checkpointing function that replays the conditioning of the forward pass.
+
+    Diffusers calls `func(module, *args)`; backward recomputes `module` after `BokehUNet.forward` has
+    returned, so the inputs current at forward time are captured and set again for the recomputation.
+    """
+
+    def __init__(self, state: MPIState) -> None:
+        self.state = state
+
+    def __call__(self, module: nn.Module, *args):
+        inputs = self.state.current
+
+        def run(*run_args):
+            with self.state.use(inputs):
+                return module(*run_args)
+
+        return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False)
+
+
+def key_grid(grid: tuple[int, int], max_key_tokens: int | None) -> tuple[int, int]:
+    """The grid the keys are pooled to: the block grid halved until it holds at most `max_key_tokens`."""
+    height, width = grid
+    if max_key_tokens is None:
+        return height, width
+    while height * width > max_key_tokens and (height > 1 or width > 1):
+        height, width = (height + 1) // 2, (width + 1) // 2
+    return height, width
+
+
+class MPIAttention(nn.Module):
+    """The gated MPI block of one spatial transformer block (eq. 4).
+
+    Args:
+        dim: width of the block's visual tokens.
+        cond_dim: channels of the condition features (the UNet's first block width).
+        num_heads, head_dim: attention heads, as in the host block.
+        level: MPI mask level, 0..N-1 (`regions <= level` is attended).
+        scale: number of downsamplers above the block; fixes its token grid.
+        ff_mult: hidden width of the GEGLU feed-forward, in multiples of `dim`.
+        max_key_tokens: keys (visual and condition) are average-pooled to at most this many tokens per set,
+            which bounds the cost at high resolution; None attends at the full block grid.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        num_heads: int,
+        head_dim: int,
+        level: int,
+        scale: int,
+        ff_mult: int = 2,
+        max_key_tokens: int | None = 576,
+    ) -> None:
+        super().__init__()
+        if dim <= 0 or cond_dim <= 0 or num_heads <= 0 or head_dim <= 0:
+            raise ValueError(
+                f"MPIAttention: dim={dim}, cond_dim={cond_dim}, num_heads={num_heads}, head_dim={head_dim} "
+                "must all be positive"
+            )
+        if level < 0 or scale < 0:
+            raise ValueError(f"MPIAttention: level={level} and scale={scale} must be >= 0")
+        if ff_mult < 1:
+            raise ValueError(f"MPIAttention: ff_mult must be >= 1, got {ff_mult}")
+        if max_key_tokens is not None and max_key_tokens < 1:
+            raise ValueError(f"MPIAttention: max_key_tokens must be >= 1 or None, got {max_key_tokens}")
+        self.level = level
+        self.scale = scale
+        self.num_heads = num_heads
+        self.max_key_tokens = max_key_tokens
+        inner_dim = num_heads * head_dim
+
+        # Phi_M: E(K) -> query modulation; its last layer starts at zero so K is inert at first
+        self.k_proj = nn.Sequential(nn.Linear(FOURIER_DIM, dim), nn.SiLU(), nn.Linear(dim, dim))
+        # Phi_A: condition features -> condition tokens
+        self.cond_proj = nn.Sequential(nn.Linear(cond_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.norm_attn = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner_dim, bias=False)
+        self.to_k = nn.Linear(dim, inner_dim, bias=False)
+        self.to_v = nn.Linear(dim, inner_dim, bias=False)
+        self.to_out = nn.Linear(inner_dim, dim)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, mult=ff_mult, activation_fn="geglu")
+        self.gate_attn = nn.Parameter(torch.zeros(()))
+        self.gate_ff = nn.Parameter(torch.zeros(()))
+        nn.init.zeros_(self.k_proj[-1].weight)
+        nn.init.zeros_(self.k_proj[-1].bias)
+
+    def forward(self, hidden_states: torch.Tensor, inputs: MPIInputs) -> torch.Tensor:
+        """hidden_states: [batch * frames, h * w, dim] -> same shape."""
+        batch_frames, length, dim = hidden_states.shape
+        height, width = inputs.grid(self.scale)
+        if height * width != length:
+            raise ValueError(
+                f"MPIAttention(scale={self.scale}): {length} tokens do not match the {height}x{width} grid "
+                f"of latents {inputs.latent_size}"
+            )
+        keys_size = key_grid((height, width), self.max_key_tokens)
+
+        # eq. (4): Q + Phi_M(E(K)); [BT, dim] -> [BT, 1, dim]
+        visual = hidden_states + self.k_proj(inputs.k_embedding.to(hidden_states.dtype))[:, None]
+        visual_keys = visual
+        if keys_size != (height, width):
+            # [BT, h * w, dim] -> [BT, dim, h, w] -> pooled [BT, kh * kw, dim]
+            grid = visual.transpose(1, 2).reshape(batch_frames, dim, height, width)
+            visual_keys = F.adaptive_avg_pool2d(grid, keys_size).flatten(2).transpose(1, 2)
+        # condition features [BT, C0, h0, w0] -> [BT, C0, kh, kw] -> tokens [BT, kh * kw, dim]
+        cond = F.adaptive_avg_pool2d(inputs.cond_features.to(hidden_states.dtype), keys_size)
+        cond_tokens = self.cond_proj(cond.flatten(2).transpose(1, 2))
+
+        query = self.to_q(self.norm_attn(visual))
+        context = self.norm_attn(torch.cat([visual_keys, cond_tokens], dim=1))
+        key, value = self.to_k(context), self.to_v(context)
+        # [BT, L, heads * d] -> [BT, heads, L, d]
+        query, key, value = (
+            t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (query, key, value)
+        )
+        # key mask [1, M]: visual keys always allowed, so no query row is fully masked
+        allowed = inputs.key_mask(self.level, keys_size)
+        mask = torch.cat([torch.ones_like(allowed), allowed], dim=1)
+        # [BT, Lk] -> [BT, 1, 1, Lk], broadcast over heads and queries
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None, None, :])
+        # [BT, heads, L, d] -> [BT, L, heads * d]
+        attended = attended.transpose(1, 2).flatten(2)
+
+        hidden_states = hidden_states + self.gate_attn.tanh() * self.to_out(attended)
+        hidden_states = hidden_states + self.gate_ff.tanh() * self.ff(self.norm_ff(hidden_states))
+        return hidden_states
+
+
+class MPITransformerBlock(BasicTransformerBlock):
+    """diffusers' BasicTransformerBlock with MPI attention between self- and cross-attention.
+
+    Made by `MPITransformerBlock.adopt(block, mpi)`, which changes the class of an existing block in place:
+    every parameter keeps its name and value. The MPI module is held by reference, not as a child, so the
+    UNet's state dict stays exactly SVD's.
+    """
+
+    _mpi_attention: MPIAttention
+    _mpi_state: MPIState
+
+    @classmethod
+    def adopt(cls, block: BasicTransformerBlock, mpi: MPIAttention, state: MPIState) -> "MPITransformerBlock":
+        if not isinstance(block, BasicTransformerBlock):
+            raise ValueError(f"MPITransformerBlock.adopt: expected a BasicTransformerBlock, got {type(block)}")
+        if block.norm_type != "layer_norm" or block.pos_embed is not None or block.only_cross_attention:
+            raise ValueError(
+                "MPITransformerBlock.adopt: only SVD's layer-norm blocks without positional embedding are "
+                f"supported, got norm_type={block.norm_type!r}, pos_embed={block.pos_embed}, "
+                f"only_cross_attention={block.only_cross_attention}"
+            )
+        block.__class__ = cls
+        # plain attributes: not registered as submodules
+        object.__setattr__(block, "_mpi_attention", mpi)
+        object.__setattr__(block, "_mpi_state", state)
+        return block
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        timestep: torch.LongTensor | None = None,
+        cross_attention_kwargs: dict | None = None,
+        class_labels: torch.LongTensor | None = None,
+        added_cond_kwargs: dict | None = None,
+    ) -> torch.Tensor:
+        inputs = self._mpi_state.current
+        if inputs is None:
+            return super().forward(
+                hidden_states,
+                attention_mask=attention_mask,
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
+                timestep=timestep,
+                cross_attention_kwargs=cross_attention_kwargs,
+                class_labels=class_labels,
+                added_cond_kwargs=added_cond_kwargs,
+            )
+        # the same operations as BasicTransformerBlock's layer-norm path, with MPI attention inserted
+        hidden_states = self.attn1(self.norm1(hidden_states), attention_mask=attention_mask) + hidden_states
+        hidden_states = self._mpi_attention(hidden_states, inputs)
+        if self.attn2 is not None:
+            hidden_states = (
+                self.attn2(
+                    self.norm2(hidden_states),
+                    encoder_hidden_states=inputs.frame_context(encoder_hidden_states),
+                    attention_mask=encoder_attention_mask,
+                )
+                + hidden_states
+            )
+        norm_hidden_states = self.norm3(hidden_states)
+        if self._chunk_size is not None:
+            ff_output = _chunked_feed_forward(self.ff, norm_hidden_states, self._chunk_dim, self._chunk_size)
+        else:
+            ff_output = self.ff(norm_hidden_states)
+        return ff_output + hidden_states
