@@ -146,7 +146,7 @@ class Scene:
     alphas      [T, L, 1, H, W] float [0, 1]; the background layer is 1 everywhere,
                 unused object slots are 0 everywhere.
     planes      [T, L, 3] (a, b, c) in raw units, d = (1 - a·x - b·y) / c
-    aif         [T, 3, H, W] float [0, 1]: the layers composited "over", nearest first
+    aif         [T, 3, H, W] float [0, 1]: the layers composited nearest first (`composite_over`)
     disparity   [T, 1, H, W] float [0, 1]: raw disparity of the front-most layer with
                 alpha >= 0.5, min-max normalized over the clip
     subject_mask [T, 1, H, W] float [0, 1]: the target's visible alpha (its alpha times the
@@ -334,11 +334,20 @@ def plane_disparity(planes: torch.Tensor, height: int, width: int) -> torch.Tens
 
 
 def composite_over(images: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """Layers [..., L, C, H, W] + alphas [..., L, 1, H, W], nearest first -> [..., C, H, W]."""
-    transmittance = torch.cumprod(1 - alphas, dim=-4)
+    """Layers [..., L, C, H, W] + alphas [..., L, 1, H, W], nearest first -> [..., C, H, W].
+
+    The renderer's compositing (NOTES.md §4) at K = 0: "over", except that alphas below 0.01
+    are skipped, alphas above 0.99 end the ray, and the sum is divided by the accumulated
+    weight. So the all-in-focus frame is exactly what the ground truth shows where it is in
+    focus.
+    """
+    used = torch.where(alphas < 0.01, torch.zeros_like(alphas), alphas)
+    passing = torch.where(alphas > 0.99, torch.zeros_like(alphas), 1 - used)
+    transmittance = torch.cumprod(passing, dim=-4)
     # Transmittance in front of each layer: 1 for the first, then the running product.
     front = torch.cat([torch.ones_like(alphas[..., :1, :, :, :]), transmittance[..., :-1, :, :, :]], dim=-4)
-    return (front * alphas * images).sum(dim=-4)
+    weight = front * used
+    return (weight * images).sum(dim=-4) / weight.sum(dim=-4).clamp(min=1e-8)
 
 
 def sample_scene(

@@ -1,0 +1,173 @@
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from any2bokeh.data import SyntheticBokehDataModule
+from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
+from any2bokeh.data.dataset import BATCH_KEYS, SyntheticBokehDataset, sample_generator
+
+SIZE = dict(num_frames=3, height=32, width=32)
+
+
+def sources():
+    return ProceduralForegrounds(num_clips=8, size=32, num_frames=12, seed=1), ProceduralBackgrounds(num_images=8, size=32, seed=1)
+
+
+def dataset(split="train", **options):
+    return SyntheticBokehDataset(*sources(), split=split, size=6, **{**SIZE, **options})
+
+
+def datamodule(**options):
+    return SyntheticBokehDataModule(*sources(), **{**SIZE, "train_size": 6, "val_size": 2, "test_size": 2, **options})
+
+
+def assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_sample_generator_depends_on_seed_split_and_index_only():
+    first = lambda *key: torch.rand(4, generator=sample_generator(*key))  # noqa: E731
+    assert torch.equal(first(0, "train", 3), first(0, "train", 3))
+    for other in [(1, "train", 3), (0, "val", 3), (0, "train", 4)]:
+        assert not torch.equal(first(0, "train", 3), first(*other))
+    # Another interpreter with another str-hash salt draws the same numbers.
+    code = "import torch; from any2bokeh.data.dataset import sample_generator as g; print(torch.rand(4, generator=g(0, 'train', 3)).tolist())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "123", "PATH": ""})
+    assert out.stdout.strip() == str(first(0, "train", 3).tolist())
+
+
+def test_same_index_same_sample_other_index_other_sample():
+    a, b = dataset(), dataset()
+    assert_same(a[2], b[2])
+    assert not torch.equal(a[2]["images"], a[3]["images"])
+    assert not torch.equal(a[2]["images"], dataset("val")[2]["images"])
+
+
+def test_workers_and_main_process_give_identical_batches():
+    ds = dataset()
+    batches0 = list(DataLoader(ds, batch_size=2, num_workers=0))
+    batches2 = list(DataLoader(ds, batch_size=2, num_workers=2))
+    assert len(batches0) == len(batches2) == 3
+    for b0, b2 in zip(batches0, batches2):
+        assert_same(b0, b2)
+
+
+def test_sample_shapes_and_ranges():
+    s = dataset(scene={"max_objects": 2})[0]
+    assert s["images"].shape == (3, 3, 3, 32, 32) and s["alphas"].shape == (3, 3, 1, 32, 32)
+    assert s["planes"].shape == (3, 3, 3)
+    assert s["aif"].shape == (3, 3, 32, 32) and s["disparity"].shape == (3, 1, 32, 32)
+    assert s["disp_focus"].shape == s["k"].shape == s["k_raw"].shape == s["disp_focus_raw"].shape == (3,)
+    assert s["disparity"].min() >= 0 and s["disparity"].max() <= 1
+
+
+def test_rendered_batch_has_the_documented_keys_shapes_and_ranges():
+    dm = datamodule(batch_size=2)
+    dm.setup("fit")
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert tuple(batch) == BATCH_KEYS
+    B, T, H, W = 2, 3, 32, 32
+    shapes = {"aif": (B, T, 3, H, W), "bokeh": (B, T, 3, H, W), "disparity": (B, T, 1, H, W),
+              "disp_focus": (B, T), "k": (B, T), "subject_mask": (B, T, 1, H, W)}
+    for name, shape in shapes.items():
+        assert batch[name].shape == shape, name
+        assert batch[name].dtype == torch.float32, name
+    for name in ("aif", "bokeh"):
+        assert batch[name].min() >= -1 and batch[name].max() <= 1
+        assert batch[name].min() < 0 < batch[name].max()  # really mapped to [-1, 1]
+    assert batch["disparity"].min() >= 0 and batch["disparity"].max() <= 1
+    assert (batch["disp_focus"] > 0).all() and (batch["disp_focus"] <= 1).all()
+    assert set(batch["k"].unique().tolist()) <= {12.0, 16.0, 20.0, 24.0, 28.0}
+    assert not torch.allclose(batch["aif"], batch["bokeh"], atol=1e-2)
+
+
+def test_subject_in_focus_stays_sharp_and_zero_k_renders_the_aif():
+    class Square:  # one opaque textured square
+        def __len__(self):
+            return 1
+
+        def num_frames(self, index):
+            return 1
+
+        def load(self, index, frame_ids):
+            rgb = torch.rand(len(frame_ids), 3, 16, 16, generator=torch.Generator().manual_seed(0))
+            return rgb, torch.ones(len(frame_ids), 1, 16, 16)
+
+    scene = {"min_objects": 1, "max_objects": 1, "object_height": (0.5, 0.5), "start_region": (0.5, 0.5), "k_values": (16,)}
+    ds = SyntheticBokehDataset(Square(), sources()[1], split="val", size=2, scene=scene, **SIZE)
+    r = ds.render_sample(1)
+    solid = (r["subject_mask"] > 0.95).float()
+    inside = -torch.nn.functional.max_pool2d(-solid, 5, stride=1, padding=2) == 1  # the subject, eroded by 2 px
+    outside = r["subject_mask"] < 0.01
+    assert inside.sum() > 10 and outside.sum() > 10
+    err = (r["bokeh"] - r["aif"]).abs()
+    assert err.expand(-1, 3, -1, -1)[inside.expand(-1, 3, -1, -1)].mean() < 0.02
+    assert err.expand(-1, 3, -1, -1)[outside.expand(-1, 3, -1, -1)].mean() > 0.05
+    r0 = dataset("val", scene={"k_values": (0,)}).render_sample(1)
+    torch.testing.assert_close(r0["bokeh"], r0["aif"], rtol=0, atol=1e-4)
+
+
+def test_render_sample_matches_the_datamodule_batch():
+    dm = datamodule(batch_size=1)
+    dm.setup("validate")
+    batch = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    single = dm.dataset("val").render_sample(0)
+    for name in BATCH_KEYS:
+        assert torch.equal(batch[name][0], single[name]), name
+
+
+def test_perturbation_reaches_the_train_split_only():
+    flip = lambda disparity, generator, subject_mask=None: 1 - disparity  # noqa: E731
+    dm = datamodule(perturbation=flip)
+    clean = dataset()[0]["disparity"]
+    assert torch.equal(dm.dataset("train")[0]["disparity"], 1 - clean)
+    assert torch.equal(dm.dataset("val")[0]["disparity"], dataset("val")[0]["disparity"])
+    assert dm.dataset("val").perturbation is None and dm.dataset("test").perturbation is None
+
+
+class _Recorder(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append({name: tuple(value.shape) for name, value in batch.items()})
+        return (self.weight * batch["bokeh"].mean()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_trainer_batches_are_rendered_by_the_hook():
+    model, dm = _Recorder(), datamodule(batch_size=2)
+    trainer = L.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=dm)
+    assert model.seen == [{"aif": (2, 3, 3, 32, 32), "bokeh": (2, 3, 3, 32, 32), "disparity": (2, 3, 1, 32, 32),
+                           "disp_focus": (2, 3), "k": (2, 3), "subject_mask": (2, 3, 1, 32, 32)}]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"scene": {"k_values": [-4, 8]}}, "K must be >= 0"),
+        ({"scene": {"focus_modes": {"fixed": 1.0}, "focus_value": 1.5}}, r"\(0, 1\]"),
+        ({"renderer": "splat"}, "unknown renderer"),
+        ({"num_frames": 0}, "num_frames"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_options_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        datamodule(**options).dataset("train")
+
+
+def test_unknown_split_is_refused():
+    with pytest.raises(ValueError, match="unknown split 'holdout'"):
+        dataset("holdout")
