@@ -15,3 +15,19 @@ __all__ = [
     "vd_image",
     "vd_map",
 ]
+
+from .pipeline import AnyToBokeh, AnyToBokehOptions, AnyToBokehOutput, EncodedFrames, load_svd_components
+from .tiny import save_tiny_svd, tiny_svd_components
+from .vae import SkipVAE, SkipVAEEncoding
+
+__all__ += [
+    "AnyToBokeh",
+    "AnyToBokehOptions",
+    "AnyToBokehOutput",
+    "EncodedFrames",
+    "SkipVAE",
+    "SkipVAEEncoding",
+    "load_svd_components",
+    "save_tiny_svd",
+    "tiny_svd_components",
+]

@@ -1,0 +1,144 @@
+"""Reading a diffusers-format Stable Video Diffusion (img2vid or img2vid-xt) from a folder or the hub cache.
+
+Each component loads with its library's `from_pretrained`; a component whose weights do not match its
+config key for key is refused, and a missing folder, config or weight file is named in the error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+from transformers import CLIPVisionModelWithProjection
+
+from .tiny import CLIPImageProcessor
+
+SVD_XT = "stabilityai/stable-video-diffusion-img2vid-xt"
+# subfolders of a diffusers-format SVD that the model reads
+SVD_SUBFOLDERS = ("unet", "vae", "image_encoder", "feature_extractor")
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A torch dtype from a dtype, None, or a name: float32/fp32/32, float16/fp16/half/16, bfloat16/bf16."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).lower().removeprefix("torch.")
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    return _DTYPES[name]
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", name)) and not name.startswith((".", "~"))
+
+
+def _check_svd_folder(folder: Path, subfolders: tuple[str, ...], variant: str | None) -> None:
+    """Fail early, naming the folder, when a local SVD folder lacks a subfolder, a config or weights."""
+    missing = [name for name in subfolders if not (folder / name).is_dir()]
+    if missing:
+        present = sorted(path.name for path in folder.iterdir() if path.is_dir())
+        raise FileNotFoundError(
+            f"{folder} is not a diffusers-format Stable Video Diffusion folder: missing subfolder(s) {missing}; "
+            f"expected {list(subfolders)} (found {present})"
+        )
+    configs = {"feature_extractor": "preprocessor_config.json"}
+    for name in subfolders:
+        config = folder / name / configs.get(name, "config.json")
+        if not config.is_file():
+            raise FileNotFoundError(f"missing {config} (the {name} config)")
+        if name == "feature_extractor":
+            continue
+        weights = [path.name for path in (folder / name).iterdir() if path.suffix in (".safetensors", ".bin")]
+        if variant is not None:
+            weights = [weight for weight in weights if f".{variant}." in weight]
+        if not weights:
+            wanted = f"{variant} " if variant else ""
+            raise FileNotFoundError(f"no {wanted}weights (*.safetensors or *.bin) in {folder / name}")
+
+
+def _check_loading_info(source: str, info: dict) -> None:
+    problems = {key: sorted(info.get(key) or []) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    problems = {key: names for key, names in problems.items() if names}
+    if problems:
+        summary = "; ".join(f"{key} ({len(names)}): {names[:5]}" for key, names in problems.items())
+        raise ValueError(f"weights at {source} do not match the model: {summary}")
+
+
+def load_svd_components(
+    pretrained: str | os.PathLike,
+    *,
+    use_image_encoder: bool = True,
+    dtype: torch.dtype | str | None = None,
+    variant: str | None = None,
+) -> dict[str, Any]:
+    """Load SVD's UNet, VAE and (optionally) image encoder and feature extractor with `from_pretrained`.
+
+    Args:
+        pretrained: a local diffusers-format SVD folder (img2vid or img2vid-xt layout: unet/, vae/,
+            image_encoder/, feature_extractor/) or a hub id, which must be in the local cache when offline.
+        use_image_encoder: also load image_encoder/ and feature_extractor/.
+        dtype: weights dtype (None: as stored).
+        variant: weight-file variant, e.g. "fp16" for `diffusion_pytorch_model.fp16.safetensors`.
+
+    Every component must load with no missing, unexpected or mismatched keys.
+    """
+    dtype = parse_dtype(dtype)
+    subfolders = SVD_SUBFOLDERS if use_image_encoder else SVD_SUBFOLDERS[:2]
+    name = os.fspath(pretrained)
+    if Path(name).expanduser().exists():
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise NotADirectoryError(f"pretrained={name!r} is a file; expected a folder with {list(subfolders)}")
+        _check_svd_folder(folder, subfolders, variant)
+        source = str(folder)
+    elif _is_hub_id(name):
+        source = name
+    else:
+        raise FileNotFoundError(
+            f"pretrained={name!r}: no such folder, and not a hub id (owner/name); expected a diffusers-format "
+            f"Stable Video Diffusion folder with {list(subfolders)}"
+        )
+
+    def load(subfolder: str, loader):
+        try:
+            return loader()
+        except OSError as error:
+            raise FileNotFoundError(
+                f"could not load {subfolder}/ of {source!r}: {error}. Expected a diffusers-format Stable Video "
+                f"Diffusion (e.g. {SVD_XT}) with {list(subfolders)}: a local folder, or a hub id present in the "
+                f"hub cache when offline"
+            ) from error
+
+    weights = {"torch_dtype": dtype, "variant": variant, "output_loading_info": True}
+    components: dict[str, Any] = {"image_encoder": None, "feature_extractor": None}
+    for subfolder, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
+        model, info = load(subfolder, lambda: cls.from_pretrained(source, subfolder=subfolder, **weights))
+        _check_loading_info(f"{source}/{subfolder}", info)
+        components[subfolder] = model
+    if use_image_encoder:
+        encoder, info = load(
+            "image_encoder",
+            lambda: CLIPVisionModelWithProjection.from_pretrained(source, subfolder="image_encoder", **weights),
+        )
+        _check_loading_info(f"{source}/image_encoder", info)
+        components["image_encoder"] = encoder
+        components["feature_extractor"] = load(
+            "feature_extractor", lambda: CLIPImageProcessor.from_pretrained(source, subfolder="feature_extractor")
+        )
+    return components

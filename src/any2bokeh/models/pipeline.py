@@ -1,0 +1,555 @@
+"""AnyToBokeh: the one-step, MPI-conditioned video bokeh model (§3.2), with its saving and loading.
+
+One call renders a clip:
+
+1. The VAE encodes the all-in-focus frames and the V_D image (|d - d_f| as a 3-channel image); the UNet
+   input is their concatenation, 4 + 4 = 8 channels, exactly SVD's `conv_in`.
+2. The cross-attention context is the CLIP image embedding of each input frame (zeros when the image
+   encoder is switched off, which saves its memory).
+3. The UNet runs once at a fixed timestep with SVD's micro-conditioning (fps, motion bucket 127, noise
+   augmentation 0), the MPI regions of the disparity and the all-in-focus latents as MPI condition; its
+   output is the bokeh latent itself: no noise, no scheduler.
+4. The temporal VAE decoder decodes it, with skips from the all-in-focus encoding (stage 3).
+
+fps: SVD's pipeline feeds its UNet `fps - 1`; the authors trained with 7 fed directly and ran inference
+through the stock pipeline, which fed 6. Here the UNet always receives `fps` itself (default 7, the training
+value), in training and at inference alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import CLIPVisionModelWithProjection
+
+from .bokeh_unet import BokehUNet
+from .conditioning import mpi_regions, vd_image
+from .loading import SVD_XT, load_svd_components, parse_dtype
+from .tiny import CLIPImageProcessor, tiny_svd_components
+from .vae import SkipVAE
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "any2bokeh_config.json"
+NEW_MODULES_NAME = "any2bokeh_new_modules.safetensors"
+DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class AnyToBokehOptions:
+    """The options of the one-step model that are not weights; saved as `any2bokeh_config.json`.
+
+    n_planes: N, the number of focal-plane-adapted MPI regions.
+    mpi_alpha: the exponent on d_f in the MPI thresholds (1 in training; the authors also used 1.5 at inference).
+    fps, motion_bucket_id, noise_aug_strength: SVD's added time ids, fed to the UNet as given.
+    timestep: the fixed timestep of the one-step model.
+    use_image_encoder: CLIP context per frame; False gives a zero context and no image encoder in memory.
+    skip_init: starting value of the VAE skip-conv weights (0: the plain VAE at initialisation).
+    """
+
+    n_planes: int = 4
+    mpi_alpha: float = 1.0
+    fps: float = 7
+    motion_bucket_id: float = 127
+    noise_aug_strength: float = 0.0
+    timestep: float = 1.0
+    use_image_encoder: bool = True
+    skip_init: float = 0.0
+
+
+@dataclass
+class AnyToBokehOutput:
+    """frames: [B, T, 3, H, W] in [-1, 1]; latents: [B, T, 4, h, w] (scaled by the VAE scaling factor)."""
+
+    frames: Tensor
+    latents: Tensor
+
+
+class EncodedFrames(NamedTuple):
+    """latents: [B, T, 4, h, w] scaled; skips: the VAE encoder's down-block inputs, [B * T, C_i, H_i, W_i].
+
+    A named pair, so `latents, skips = model.encode(frames, return_skips=True)` works.
+    """
+
+    latents: Tensor
+    skips: list[Tensor]
+
+
+def _as_per_frame(value: Tensor | float, batch: int, frames: int, name: str, device: torch.device) -> Tensor:
+    """A float, [B] or [B, T] value as a float32 [B, T] tensor."""
+    value = torch.as_tensor(value, dtype=torch.float32, device=device)
+    if value.ndim == 0:
+        return value.expand(batch, frames)
+    if value.shape == (batch,):
+        return value[:, None].expand(batch, frames)
+    if value.shape == (batch, frames):
+        return value
+    raise ValueError(f"{name} must be a float, [{batch}] or [{batch}, {frames}], got shape {tuple(value.shape)}")
+
+
+class AnyToBokeh(nn.Module):
+    """The one-step Any-to-Bokeh model.
+
+    Args:
+        unet: SVD's `UNetSpatioTemporalConditionModel` (8 -> 4 channels); wrapped here as `self.unet`, a `BokehUNet`.
+        vae: SVD's `AutoencoderKLTemporalDecoder`; wrapped here as `self.vae`, a `SkipVAE`.
+        image_encoder: SVD's `CLIPVisionModelWithProjection`, or None for a zero context.
+        feature_extractor: SVD's `CLIPImageProcessor` (its mean and std normalise the CLIP input); needed
+            with an image encoder.
+        options: `AnyToBokehOptions` fields as keywords (n_planes, mpi_alpha, fps, ...).
+
+    Every pretrained parameter keeps its name under `unet.unet.`, `vae.vae.` and `image_encoder.`; the new
+    modules are listed by `new_parameter_names()`.
+    """
+
+    def __init__(
+        self,
+        unet: UNetSpatioTemporalConditionModel,
+        vae: AutoencoderKLTemporalDecoder,
+        image_encoder: CLIPVisionModelWithProjection | None = None,
+        feature_extractor: CLIPImageProcessor | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        known = set(AnyToBokehOptions.__dataclass_fields__) - {"use_image_encoder"}
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"AnyToBokeh: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+        self.options = AnyToBokehOptions(use_image_encoder=image_encoder is not None, **options)
+        if self.options.n_planes < 1 or not self.options.mpi_alpha > 0:
+            raise ValueError(
+                f"AnyToBokeh: need n_planes >= 1 and mpi_alpha > 0, got {self.options.n_planes}, {self.options.mpi_alpha}"
+            )
+        if image_encoder is not None and feature_extractor is None:
+            raise ValueError("AnyToBokeh: an image encoder needs its feature_extractor (CLIP mean and std)")
+        if unet.config.addition_time_embed_dim * 3 != unet.add_embedding.linear_1.in_features:
+            raise ValueError(
+                f"AnyToBokeh: the UNet takes {unet.add_embedding.linear_1.in_features} added-time features, not "
+                f"3 x addition_time_embed_dim={unet.config.addition_time_embed_dim}"
+            )
+
+        # names of the pretrained tensors, recorded before wrapping, as keys of this module
+        self._pretrained_keys = {
+            "unet": ["unet.unet." + key for key in unet.state_dict()],
+            "vae": ["vae.vae." + key for key in vae.state_dict()],
+            "image_encoder": ["image_encoder." + key for key in image_encoder.state_dict()] if image_encoder else [],
+        }
+        self.unet = BokehUNet(unet, n_planes=self.options.n_planes)
+        self.vae = SkipVAE(vae, skip_init=self.options.skip_init)
+        self.image_encoder = image_encoder
+        self.feature_extractor = feature_extractor
+        if image_encoder is not None:
+            mean = torch.tensor(feature_extractor.image_mean, dtype=torch.float32).view(3, 1, 1)
+            std = torch.tensor(feature_extractor.image_std, dtype=torch.float32).view(3, 1, 1)
+            self.register_buffer("clip_mean", mean, persistent=False)
+            self.register_buffer("clip_std", std, persistent=False)
+
+        names = set(self.state_dict())
+        lost = [key for keys in self._pretrained_keys.values() for key in keys if key not in names]
+        if lost:
+            raise RuntimeError(f"AnyToBokeh: wrapping renamed pretrained tensors, e.g. {lost[:5]}")
+        # how this model was built, so that a training checkpoint can rebuild it (see `from_checkpoint`)
+        self.source: dict[str, Any] = {"kind": "components"}
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def vae_scale(self) -> int:
+        """Pixels per latent along each axis."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame height and width must be multiples of this (VAE and UNet downsampling)."""
+        return self.vae_scale * 2 ** (len(self.unet.unet.down_blocks) - 1)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Options plus how the model was built; `from_config` rebuilds the architecture from it."""
+        return {**asdict(self.options), "source": dict(self.source)}
+
+    def pretrained_parameter_names(self) -> list[str]:
+        return [key for keys in self._pretrained_keys.values() for key in keys]
+
+    def new_parameter_names(self) -> list[str]:
+        """State-dict keys of the modules that SVD does not have (MPI attention, condition conv, skip convs)."""
+        pretrained = set(self.pretrained_parameter_names())
+        return [key for key in self.state_dict() if key not in pretrained]
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.unet.enable_gradient_checkpointing()
+        self.vae.enable_gradient_checkpointing()
+
+    def disable_gradient_checkpointing(self) -> None:
+        self.unet.disable_gradient_checkpointing()
+        self.vae.disable_gradient_checkpointing()
+
+    # ---------------------------------------------------------------- building
+
+    @classmethod
+    def from_svd(
+        cls,
+        pretrained: str | os.PathLike = SVD_XT,
+        *,
+        use_image_encoder: bool = True,
+        gradient_checkpointing: bool = False,
+        dtype: torch.dtype | str | None = None,
+        variant: str | None = None,
+        **options: Any,
+    ) -> "AnyToBokeh":
+        """Build from a diffusers-format SVD (img2vid or img2vid-xt): a local folder or a (cached) hub id.
+
+        All pretrained weights load by name with no missing or unexpected keys; the new modules start at
+        their initial values (zero gates and skips: the model computes what SVD computes).
+
+        Args:
+            pretrained: folder with unet/, vae/, image_encoder/, feature_extractor/, or a hub id.
+            use_image_encoder: load CLIP for a per-frame context; False gives a zero context.
+            gradient_checkpointing: checkpoint the UNet and VAE blocks.
+            dtype: weights dtype, e.g. torch.bfloat16 or "bf16" (None: as stored).
+            variant: weight-file variant, e.g. "fp16".
+            options: `AnyToBokehOptions` fields (n_planes, mpi_alpha, fps, timestep, ...).
+        """
+        components = load_svd_components(
+            pretrained, use_image_encoder=use_image_encoder, dtype=dtype, variant=variant
+        )
+        model = cls(**components, **options)
+        if dtype is not None:
+            model.to(parse_dtype(dtype))
+        if gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        model.source = {"kind": "svd", "pretrained": os.fspath(pretrained), "variant": variant}
+        logger.info(
+            "loaded SVD from %s: %d pretrained tensors, %d new (%s)",
+            pretrained,
+            len(model.pretrained_parameter_names()),
+            len(model.new_parameter_names()),
+            ", ".join(sorted({key.split(".")[0] + "." + key.split(".")[1] for key in model.new_parameter_names()})),
+        )
+        return model
+
+    @classmethod
+    def tiny(
+        cls,
+        seed: int = 0,
+        use_image_encoder: bool = True,
+        *,
+        gradient_checkpointing: bool = False,
+        dtype: torch.dtype | str | None = None,
+        **options: Any,
+    ) -> "AnyToBokeh":
+        """A randomly initialised tiny model (diffusers' SVD test sizes) for the CPU; deterministic in `seed`."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            components = tiny_svd_components(seed)
+            components.pop("scheduler")
+            if not use_image_encoder:
+                components.update(image_encoder=None, feature_extractor=None)
+            model = cls(**components, **options)
+        if dtype is not None:
+            model.to(parse_dtype(dtype))
+        if gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        model.source = {"kind": "tiny", "seed": seed}
+        return model
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "AnyToBokeh":
+        """Rebuild the architecture described by `model.config` (weights as at that build, not trained ones)."""
+        config = dict(config)
+        source = dict(config.pop("source", None) or {})
+        kind = source.pop("kind", None)
+        use_image_encoder = config.pop("use_image_encoder", True)
+        if kind == "tiny":
+            return cls.tiny(seed=source.get("seed", 0), use_image_encoder=use_image_encoder, **config)
+        if kind == "svd":
+            return cls.from_svd(
+                source["pretrained"], use_image_encoder=use_image_encoder, variant=source.get("variant"), **config
+            )
+        if kind == "pretrained":
+            return cls.from_pretrained(source["path"])
+        raise ValueError(f"cannot rebuild an AnyToBokeh from source {kind!r}: expected 'tiny', 'svd' or 'pretrained'")
+
+    # ---------------------------------------------------------------- saving and loading
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Save the whole model to a folder.
+
+        Layout: `unet/`, `vae/` (diffusers configs + safetensors of the pretrained-named tensors, each still
+        loadable by diffusers alone), `image_encoder/`, `feature_extractor/` (transformers), the new modules in
+        `any2bokeh_new_modules.safetensors` and the options in `any2bokeh_config.json`.
+        """
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        for name, module in (("unet", self.unet.unet), ("vae", self.vae.vae)):
+            prefix = f"{name}.{name}."
+            (folder / name).mkdir(exist_ok=True)
+            module.save_config(folder / name)
+            tensors = {key[len(prefix) :]: state[key].contiguous() for key in self._pretrained_keys[name]}
+            save_file(tensors, folder / name / DIFFUSERS_WEIGHTS_NAME, metadata={"format": "pt"})
+        if self.image_encoder is not None:
+            self.image_encoder.save_pretrained(folder / "image_encoder", safe_serialization=True)
+            self.feature_extractor.save_pretrained(folder / "feature_extractor")
+        new_tensors = {key: state[key].detach().clone().contiguous() for key in self.new_parameter_names()}
+        save_file(new_tensors, folder / NEW_MODULES_NAME, metadata={"format": "pt"})
+        config = {"format": "any2bokeh", "version": FORMAT_VERSION, **asdict(self.options)}
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        gradient_checkpointing: bool = False,
+        dtype: torch.dtype | str | None = None,
+    ) -> "AnyToBokeh":
+        """Load a folder written by `save_pretrained`; every tensor must be present and used."""
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no AnyToBokeh folder at {os.fspath(path)!r}")
+        config_path = folder / CONFIG_NAME
+        if not config_path.is_file():
+            hint = " (it looks like an SVD folder: use AnyToBokeh.from_svd)" if (folder / "unet").is_dir() else ""
+            raise FileNotFoundError(f"missing {config_path}: not a saved AnyToBokeh folder{hint}")
+        config = json.loads(config_path.read_text())
+        if config.pop("format", None) != "any2bokeh" or config.pop("version", None) != FORMAT_VERSION:
+            raise ValueError(f"{config_path} is not an any2bokeh config of version {FORMAT_VERSION}")
+        unknown = set(config) - set(AnyToBokehOptions.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{config_path}: unknown option(s) {sorted(unknown)}")
+        new_modules = folder / NEW_MODULES_NAME
+        if not new_modules.is_file():
+            raise FileNotFoundError(f"missing {new_modules} (the weights of the new modules)")
+
+        use_image_encoder = config.pop("use_image_encoder")
+        components = load_svd_components(folder, use_image_encoder=use_image_encoder, dtype=dtype)
+        model = cls(**components, **config)
+        tensors = load_file(new_modules, device=str(model.device))
+        expected = set(model.new_parameter_names())
+        if set(tensors) != expected:
+            missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+            raise ValueError(f"{new_modules} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        model.load_state_dict(tensors, strict=False)
+        if dtype is not None:
+            model.to(parse_dtype(dtype))
+        if gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        model.source = {"kind": "pretrained", "path": os.fspath(folder)}
+        return model
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        ckpt_path: str | os.PathLike,
+        model: "AnyToBokeh | str | os.PathLike | None" = None,
+        *,
+        prefix: str = "net.",
+        strict: bool = True,
+    ) -> "AnyToBokeh":
+        """Load the network of a Lightning checkpoint (`state_dict` keys `prefix + name`).
+
+        Args:
+            ckpt_path: the .ckpt file (a trusted file: it is unpickled).
+            model: the architecture to load into: an AnyToBokeh (filled in place), a saved AnyToBokeh folder, an
+                SVD folder or hub id; None rebuilds it from the checkpoint's `any2bokeh_config` entry (the
+                training module stores `net.config` there).
+            prefix: the attribute path of the network in the LightningModule, with a trailing dot.
+            strict: every tensor of the model must be in the checkpoint and vice versa.
+        """
+        ckpt_path = Path(ckpt_path)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"no checkpoint file at {os.fspath(ckpt_path)!r}")
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+            raise ValueError(f"{ckpt_path} is not a Lightning checkpoint: no 'state_dict' (found {keys})")
+        state = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+        if not state:
+            found = sorted({key.split(".")[0] + "." for key in checkpoint["state_dict"]})
+            raise ValueError(f"{ckpt_path}: no state_dict keys start with prefix={prefix!r} (prefixes found: {found})")
+
+        if model is None:
+            if "any2bokeh_config" not in checkpoint:
+                raise ValueError(
+                    f"{ckpt_path} has no 'any2bokeh_config' entry to rebuild the model from; pass model= (an "
+                    "AnyToBokeh, a saved AnyToBokeh folder or an SVD folder)"
+                )
+            model = cls.from_config(checkpoint["any2bokeh_config"])
+        elif not isinstance(model, AnyToBokeh):
+            folder = Path(model).expanduser()
+            model = cls.from_pretrained(folder) if (folder / CONFIG_NAME).is_file() else cls.from_svd(model)
+
+        result = model.load_state_dict(state, strict=False)
+        if strict and (result.missing_keys or result.unexpected_keys):
+            raise ValueError(
+                f"{ckpt_path} (prefix {prefix!r}) does not match the model: missing {len(result.missing_keys)} "
+                f"{result.missing_keys[:5]}, unexpected {len(result.unexpected_keys)} {result.unexpected_keys[:5]}"
+            )
+        return model
+
+    # ---------------------------------------------------------------- the one-step model
+
+    def _check_frames(self, frames: Tensor, name: str) -> None:
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise ValueError(f"{name} must be [B, T, 3, H, W], got shape {tuple(frames.shape)}")
+        height, width = frames.shape[-2:]
+        if height % self.vae_scale or width % self.vae_scale:
+            raise ValueError(f"{name}: height and width must be multiples of {self.vae_scale}, got {height}x{width}")
+
+    def encode_with_skips(self, frames: Tensor) -> EncodedFrames:
+        """Encode frames [B, T, 3, H, W] in [-1, 1]: scaled latents [B, T, 4, h, w] and the encoder skips."""
+        self._check_frames(frames, "frames")
+        batch, num_frames = frames.shape[:2]
+        # frames: [B, T, 3, H, W] -> [B * T, 3, H, W]
+        encoding = self.vae.encode(frames.flatten(0, 1))
+        latents = encoding.latent_dist.mode() * self.scaling_factor
+        # latents: [B * T, 4, h, w] -> [B, T, 4, h, w]
+        return EncodedFrames(latents=latents.unflatten(0, (batch, num_frames)), skips=encoding.skips)
+
+    def encode(self, frames: Tensor, return_skips: bool = False) -> Tensor | EncodedFrames:
+        """Encode frames [B, T, 3, H, W] in [-1, 1] to the posterior mode, scaled: [B, T, 4, h, w].
+
+        With `return_skips`, an `EncodedFrames` (latents, skips) for `decode(latents, skips)`.
+        """
+        encoded = self.encode_with_skips(frames)
+        return encoded if return_skips else encoded.latents
+
+    def decode(self, latents: Tensor, skips: list[Tensor] | None = None) -> Tensor:
+        """Decode scaled latents [B, T, 4, h, w] with the temporal decoder to frames [B, T, 3, H, W] in [-1, 1].
+
+        skips: `encode_with_skips(aif).skips` of the same clip, or None for the plain decoder.
+        """
+        if latents.ndim != 5:
+            raise ValueError(f"latents must be [B, T, 4, h, w], got shape {tuple(latents.shape)}")
+        batch, num_frames = latents.shape[:2]
+        # latents: [B, T, 4, h, w] -> [B * T, 4, h, w]
+        frames = self.vae.decode(latents.flatten(0, 1) / self.scaling_factor, num_frames, skips=skips)
+        # frames: [B * T, 3, H, W] -> [B, T, 3, H, W]
+        return frames.unflatten(0, (batch, num_frames))
+
+    def image_context(self, frames: Tensor) -> Tensor:
+        """Cross-attention context: the CLIP image embedding of each frame, [B, T, C]; zeros [B, 1, C] without CLIP.
+
+        Frames [B, T, 3, H, W] in [-1, 1] are resized (bicubic, antialiased) to the encoder's square input,
+        as SVD's pipeline does, and normalised with the feature extractor's mean and std.
+        """
+        batch, num_frames = frames.shape[:2]
+        if self.image_encoder is None:
+            width = self.unet.unet.config.cross_attention_dim
+            return torch.zeros(batch, 1, width, dtype=self.dtype, device=frames.device)
+        size = self.image_encoder.config.image_size
+        # frames: [B, T, 3, H, W] -> [B * T, 3, size, size]
+        pixels = F.interpolate(
+            frames.flatten(0, 1).float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False
+        )
+        pixels = ((pixels + 1) / 2 - self.clip_mean) / self.clip_std
+        embeddings = self.image_encoder(pixel_values=pixels.to(self.image_encoder.dtype)).image_embeds
+        # embeddings: [B * T, C] -> [B, T, C]
+        return embeddings.unflatten(0, (batch, num_frames)).to(self.dtype)
+
+    def added_time_ids(self, batch: int, device: torch.device | None = None) -> Tensor:
+        """SVD's micro-conditioning [B, 3]: (fps, motion bucket, noise augmentation)."""
+        ids = [self.options.fps, self.options.motion_bucket_id, self.options.noise_aug_strength]
+        return torch.tensor([ids], dtype=self.dtype, device=device).expand(batch, 3)
+
+    def check_inputs(self, aif: Tensor, disparity: Tensor, disp_focus: Tensor | float, k: Tensor | float):
+        """Validate and normalise the inputs: returns (disparity [B, T, 1, H, W], disp_focus [B, T], k [B, T])."""
+        self._check_frames(aif, "aif")
+        batch, num_frames, _, height, width = aif.shape
+        multiple = self.size_multiple
+        if height % multiple or width % multiple:
+            raise ValueError(f"aif: height and width must be multiples of {multiple}, got {height}x{width}")
+        if disparity.ndim == 4:
+            # disparity: [B, T, H, W] -> [B, T, 1, H, W]
+            disparity = disparity.unsqueeze(2)
+        if disparity.shape != (batch, num_frames, 1, height, width):
+            raise ValueError(
+                f"disparity must be [{batch}, {num_frames}, 1, {height}, {width}] like aif, got {tuple(disparity.shape)}"
+            )
+        disp_focus = _as_per_frame(disp_focus, batch, num_frames, "disp_focus", aif.device)
+        k = _as_per_frame(k, batch, num_frames, "k", aif.device)
+        checks = (
+            (aif, -1.0, 1.0, "aif"),
+            (disparity, 0.0, 1.0, "disparity"),
+            (disp_focus, 0.0, 1.0, "disp_focus"),
+        )
+        for tensor, low, high, name in checks:
+            low_value, high_value = tensor.min().item(), tensor.max().item()
+            if not (low - 1e-3 <= low_value and high_value <= high + 1e-3):
+                raise ValueError(f"{name} must lie in [{low}, {high}], got values in [{low_value:.4g}, {high_value:.4g}]")
+        k_min = k.min().item()
+        if not k_min >= 0 or not torch.isfinite(k).all():
+            raise ValueError(f"k must be finite and >= 0, got minimum {k_min}")
+        return disparity, disp_focus, k
+
+    def predict_latents(
+        self,
+        aif: Tensor,
+        disparity: Tensor,
+        disp_focus: Tensor | float,
+        k: Tensor | float,
+        *,
+        aif_latents: Tensor | None = None,
+    ) -> Tensor:
+        """One UNet step: the bokeh latents [B, T, 4, h, w] (scaled like `encode`'s).
+
+        Args:
+            aif: all-in-focus frames [B, T, 3, H, W] in [-1, 1].
+            disparity: [B, T, 1, H, W] (or [B, T, H, W]) in [0, 1], 1 nearest.
+            disp_focus: focal disparity d_f in [0, 1]: float, [B] or [B, T].
+            k: blur strength K >= 0 (pixels per unit disparity): float, [B] or [B, T].
+            aif_latents: `encode(aif)` when already computed.
+        """
+        disparity, disp_focus, k = self.check_inputs(aif, disparity, disp_focus, k)
+        batch = aif.shape[0]
+        if aif_latents is None:
+            aif_latents = self.encode(aif)
+        vd_latents = self.encode(vd_image(disparity, disp_focus).to(aif.dtype))
+        # [B, T, 4, h, w] x 2 -> [B, T, 8, h, w], all-in-focus first as in SVD's conv_in
+        sample = torch.cat([aif_latents, vd_latents], dim=2).to(self.dtype)
+        # disparity: [B, T, 1, H, W] -> regions [B, T, H, W]
+        regions = mpi_regions(disparity[:, :, 0], disp_focus, self.options.n_planes, self.options.mpi_alpha)
+        timestep = torch.full((batch,), self.options.timestep, dtype=self.dtype, device=aif.device)
+        return self.unet(
+            sample,
+            timestep,
+            self.image_context(aif),
+            self.added_time_ids(batch, aif.device),
+            k=k,
+            mpi_regions=regions,
+            cond_latents=aif_latents.to(self.dtype),
+        )
+
+    def forward(
+        self, aif: Tensor, disparity: Tensor, disp_focus: Tensor | float, k: Tensor | float
+    ) -> AnyToBokehOutput:
+        """Render bokeh frames [B, T, 3, H, W] in [-1, 1]; arguments as in `predict_latents`."""
+        encoded = self.encode_with_skips(aif)
+        latents = self.predict_latents(aif, disparity, disp_focus, k, aif_latents=encoded.latents)
+        frames = self.decode(latents, skips=encoded.skips)
+        return AnyToBokehOutput(frames=frames, latents=latents)

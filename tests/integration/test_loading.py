@@ -1,0 +1,186 @@
+"""Loading and saving AnyToBokeh: a tiny SVD in the hub layout, the whole-model round trip, Lightning checkpoints."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from diffusers import UNetSpatioTemporalConditionModel
+from safetensors.torch import load_file, save_file
+
+from any2bokeh.models import AnyToBokeh, save_tiny_svd
+
+
+@pytest.fixture(scope="module")
+def svd_folder(tmp_path_factory):
+    return save_tiny_svd(tmp_path_factory.mktemp("tiny-svd"), seed=1)
+
+
+@pytest.fixture
+def svd_copy(svd_folder, tmp_path):
+    return shutil.copytree(svd_folder, tmp_path / "svd")
+
+
+def clip(seed=0, batch=1, frames=2, size=32):
+    generator = torch.Generator().manual_seed(seed)
+    aif = torch.rand(batch, frames, 3, size, size, generator=generator) * 2 - 1
+    disparity = torch.rand(batch, frames, 1, size, size, generator=generator)
+    return aif, disparity, torch.full((batch, frames), 0.4), torch.full((batch, frames), 12.0)
+
+
+def open_gates(model, seed=0):
+    """Give every new module random values, so that a round trip that dropped one would show."""
+    generator = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    with torch.no_grad():
+        for name in model.new_parameter_names():
+            state[name].copy_(torch.randn(state[name].shape, generator=generator) * 0.1)
+
+
+def test_from_svd_loads_every_saved_tensor(svd_folder):
+    model = AnyToBokeh.from_svd(svd_folder)
+    state = model.state_dict()
+    files = {
+        "unet.unet.": svd_folder / "unet" / "diffusion_pytorch_model.safetensors",
+        "vae.vae.": svd_folder / "vae" / "diffusion_pytorch_model.safetensors",
+        "image_encoder.": svd_folder / "image_encoder" / "model.safetensors",
+    }
+    loaded = set()
+    for prefix, path in files.items():
+        for name, saved in load_file(path).items():
+            assert torch.equal(state[prefix + name], saved), prefix + name
+            loaded.add(prefix + name)
+    # every tensor is either a saved SVD tensor or one of the listed new modules
+    assert loaded == set(model.pretrained_parameter_names())
+    assert set(state) == loaded | set(model.new_parameter_names())
+    new_roots = {".".join(name.split(".")[:2]) for name in model.new_parameter_names()}
+    assert new_roots == {"unet.cond_embed", "unet.mpi_blocks", "vae.skip_convs"}
+    assert model.feature_extractor.crop_size == {"height": 32, "width": 32}
+    assert model.source == {"kind": "svd", "pretrained": str(svd_folder), "variant": None}
+
+
+def test_from_svd_options(svd_folder, tmp_path):
+    # without the image encoder its folders are not needed
+    folder = shutil.copytree(svd_folder, tmp_path / "svd", ignore=shutil.ignore_patterns("image_encoder"))
+    model = AnyToBokeh.from_svd(folder, use_image_encoder=False, dtype="bf16", fps=6, n_planes=3)
+    assert model.image_encoder is None and model.feature_extractor is None
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}
+    assert model.options.fps == 6 and model.unet.n_planes == 3
+    assert model.added_time_ids(2).tolist() == [[6, 127, 0], [6, 127, 0]]
+
+    model = AnyToBokeh.from_svd(svd_folder, gradient_checkpointing=True)
+    assert model.unet.is_gradient_checkpointing and model.vae.gradient_checkpointing
+
+
+def test_missing_path_and_uncached_hub_id_name_themselves(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no-such-svd"):
+        AnyToBokeh.from_svd(tmp_path / "no-such-svd")
+    with pytest.raises(FileNotFoundError, match=r"someone/not-a-cached-svd.*unet"):
+        AnyToBokeh.from_svd("someone/not-a-cached-svd")
+
+
+def test_wrong_folder_layout_lists_the_expected_subfolders(svd_folder, svd_copy):
+    with pytest.raises(FileNotFoundError, match=r"missing subfolder\(s\) \['unet', 'vae', 'image_encoder'"):
+        AnyToBokeh.from_svd(svd_folder / "unet")
+    shutil.rmtree(svd_copy / "feature_extractor")
+    with pytest.raises(FileNotFoundError, match=r"\['feature_extractor'\]"):
+        AnyToBokeh.from_svd(svd_copy)
+    with pytest.raises(NotADirectoryError, match="model_index.json"):
+        AnyToBokeh.from_svd(svd_folder / "model_index.json")
+
+
+def test_missing_weights_or_config_are_named(svd_copy):
+    (svd_copy / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no weights .* in .*vae"):
+        AnyToBokeh.from_svd(svd_copy)
+    (svd_copy / "unet" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"unet.config\.json"):
+        AnyToBokeh.from_svd(svd_copy)
+
+
+def test_weights_that_do_not_match_the_config_are_refused(svd_copy):
+    path = svd_copy / "unet" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(path)
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    save_file(tensors, path, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"missing_keys \(1\): \['{dropped}'\]"):
+        AnyToBokeh.from_svd(svd_copy)
+
+
+@pytest.mark.slow
+def test_save_load_round_trip_is_exact(svd_folder, tmp_path):
+    model = AnyToBokeh.from_svd(svd_folder, mpi_alpha=1.5, fps=6).eval()
+    open_gates(model)
+    folder = model.save_pretrained(tmp_path / "saved")
+    config = json.loads((folder / "any2bokeh_config.json").read_text())
+    assert config["mpi_alpha"] == 1.5 and config["fps"] == 6 and config["format"] == "any2bokeh"
+
+    loaded = AnyToBokeh.from_pretrained(folder).eval()
+    assert loaded.options == model.options
+    saved_state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert saved_state.keys() == loaded_state.keys()
+    for name, value in saved_state.items():
+        assert torch.equal(loaded_state[name], value), name
+    with torch.no_grad():
+        inputs = clip()
+        expected, actual = model(*inputs), loaded(*inputs)
+    assert torch.equal(actual.frames, expected.frames) and torch.equal(actual.latents, expected.latents)
+
+    # the UNet subfolder stays a plain diffusers folder holding the pretrained-named tensors
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(folder, subfolder="unet")
+    torch.testing.assert_close(unet.conv_in.weight, model.unet.unet.conv_in.weight, rtol=0, atol=0)
+
+
+def test_from_pretrained_errors(svd_folder, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        AnyToBokeh.from_pretrained(tmp_path / "nothing-here")
+    with pytest.raises(FileNotFoundError, match="use AnyToBokeh.from_svd"):
+        AnyToBokeh.from_pretrained(svd_folder)
+    folder = AnyToBokeh.tiny(use_image_encoder=False).save_pretrained(tmp_path / "saved")
+    assert not (folder / "image_encoder").exists()
+    (folder / "any2bokeh_new_modules.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="any2bokeh_new_modules.safetensors"):
+        AnyToBokeh.from_pretrained(folder)
+
+
+def lightning_checkpoint(model, path, prefix="net.", **extra):
+    state = {prefix + name: value for name, value in model.state_dict().items()}
+    state["loss_fn.weight"] = torch.ones(1)  # other modules of the LightningModule are ignored
+    torch.save({"state_dict": state, "epoch": 3, "hyper_parameters": {"lr": 1e-5}, **extra}, path)
+    return path
+
+
+def test_from_checkpoint(tmp_path):
+    trained = AnyToBokeh.tiny(seed=0, n_planes=3)
+    open_gates(trained, seed=5)
+    path = lightning_checkpoint(trained, tmp_path / "last.ckpt", any2bokeh_config=trained.config)
+
+    rebuilt = AnyToBokeh.from_checkpoint(path)  # architecture from the checkpoint's config
+    into = AnyToBokeh.from_checkpoint(path, AnyToBokeh.tiny(seed=7, n_planes=3))
+    for model in (rebuilt, into):
+        assert model.options.n_planes == 3
+        for name, value in trained.state_dict().items():
+            assert torch.equal(model.state_dict()[name], value), name
+
+    other_prefix = lightning_checkpoint(trained, tmp_path / "model.ckpt", prefix="model.net.")
+    loaded = AnyToBokeh.from_checkpoint(other_prefix, AnyToBokeh.tiny(n_planes=3), prefix="model.net.")
+    assert torch.equal(loaded.vae.skip_convs[0].weight, trained.vae.skip_convs[0].weight)
+
+
+def test_from_checkpoint_errors(tmp_path):
+    model = AnyToBokeh.tiny(use_image_encoder=False)
+    path = lightning_checkpoint(model, tmp_path / "last.ckpt")
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        AnyToBokeh.from_checkpoint(tmp_path / "missing.ckpt", model)
+    with pytest.raises(ValueError, match=r"prefix='module\.'.*'net\.'"):
+        AnyToBokeh.from_checkpoint(path, model, prefix="module.")
+    with pytest.raises(ValueError, match="no 'any2bokeh_config'"):
+        AnyToBokeh.from_checkpoint(path)
+    with pytest.raises(ValueError, match=r"unexpected .*image_encoder"):
+        AnyToBokeh.from_checkpoint(
+            lightning_checkpoint(AnyToBokeh.tiny(), tmp_path / "clip.ckpt"), model
+        )
+    torch.save({"weights": 1}, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not a Lightning checkpoint"):
+        AnyToBokeh.from_checkpoint(tmp_path / "plain.pt", model)

@@ -1,0 +1,164 @@
+"""The one-step AnyToBokeh pipeline on the tiny SVD: shapes, SVD equivalence at init, the MPI mask, errors."""
+
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from any2bokeh.models import AnyToBokeh, mpi_regions, save_tiny_svd, vd_image
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
+
+
+def clip(seed=0, batch=2, frames=2, size=32):
+    generator = torch.Generator().manual_seed(seed)
+    aif = torch.rand(batch, frames, 3, size, size, generator=generator) * 2 - 1
+    disparity = torch.rand(batch, frames, 1, size, size, generator=generator)
+    disp_focus = torch.rand(batch, frames, generator=generator) * 0.8 + 0.1
+    k = torch.full((batch,), 16.0)
+    return aif, disparity, disp_focus, k
+
+
+def open_gates(model, value=1.0):
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "gate" in name:
+                parameter.fill_(value)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return AnyToBokeh.tiny(seed=0).eval()
+
+
+def test_forward_shapes(model):
+    aif, disparity, disp_focus, k = clip(batch=2, frames=3)
+    with torch.no_grad():
+        output = model(aif, disparity, disp_focus, k)
+    assert output.frames.shape == (2, 3, 3, 32, 32)
+    assert output.latents.shape == (2, 3, 4, 16, 16)
+    assert torch.isfinite(output.frames).all()
+    # per-frame CLIP context, one embedding per input frame
+    context = model.image_context(aif)
+    assert context.shape == (2, 3, 32)
+    assert not torch.allclose(context[:, 0], context[:, 1])
+
+
+def test_encode_decode(model):
+    aif = clip()[0]
+    with torch.no_grad():
+        latents, skips = model.encode(aif, return_skips=True)
+        plain = model.vae.vae.encode(aif.flatten(0, 1)).latent_dist.mode()
+        torch.testing.assert_close(latents.flatten(0, 1), plain * model.vae.config.scaling_factor)
+        assert len(skips) == 2 and torch.equal(model.encode(aif), latents)
+        frames = model.decode(latents, skips)
+        # zero skips: decoding with and without them agrees at initialisation
+        torch.testing.assert_close(frames, model.decode(latents))
+    assert frames.shape == aif.shape
+
+
+def test_one_step_call_is_svd_at_init():
+    """At init the model is SVD run once on [aif latents, V_D latents] with the fixed timestep and time ids."""
+    model = AnyToBokeh.tiny(seed=1, use_image_encoder=False, timestep=0.5, fps=9).eval()
+    aif, disparity, disp_focus, k = clip(seed=1)
+    with torch.no_grad():
+        predicted = model.predict_latents(aif, disparity, disp_focus, k)
+        sample = torch.cat([model.encode(aif), model.encode(vd_image(disparity, disp_focus))], dim=2)
+        context = torch.zeros(2, 1, 32)
+        time_ids = torch.tensor([[9.0, 127.0, 0.0]] * 2)
+        expected = model.unet.unet(sample, 0.5, context, time_ids).sample
+        torch.testing.assert_close(predicted, expected)
+        other_time_ids = model.unet.unet(sample, 0.5, context, time_ids.flip(0) * 0 + torch.tensor([6.0, 127, 0])).sample
+    assert not torch.allclose(predicted, other_time_ids)
+    assert model.image_context(aif).abs().sum() == 0
+
+
+@pytest.mark.slow
+def test_mpi_regions_act_through_the_pipeline():
+    """Changing only the MPI regions (via alpha: same disparity, same V_D) changes the output once gates open."""
+    aif, disparity, disp_focus, k = clip(seed=2)
+    assert not torch.equal(
+        mpi_regions(disparity[:, :, 0], disp_focus, 4, 1.0), mpi_regions(disparity[:, :, 0], disp_focus, 4, 3.0)
+    )
+    models = {alpha: AnyToBokeh.tiny(seed=2, mpi_alpha=alpha).eval() for alpha in (1.0, 3.0)}
+    with torch.no_grad():
+        closed = {alpha: m(aif, disparity, disp_focus, k).frames for alpha, m in models.items()}
+        for m in models.values():
+            open_gates(m)
+        opened = {alpha: m(aif, disparity, disp_focus, k).frames for alpha, m in models.items()}
+    torch.testing.assert_close(closed[1.0], closed[3.0])
+    assert (opened[1.0] - opened[3.0]).abs().max() > 1e-4
+
+
+@pytest.mark.slow
+def test_gradient_reaches_new_modules_and_checkpointing_agrees():
+    model = AnyToBokeh.tiny(seed=3)
+    open_gates(model, 0.5)
+    with torch.no_grad():
+        model.vae.reset_skips(1e-3)
+    aif, disparity, disp_focus, k = clip(seed=3, batch=1)
+
+    def step():
+        model.zero_grad()
+        output = model(aif, disparity, disp_focus, k)
+        output.frames.square().mean().backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        return output.frames.detach(), grads
+
+    frames, grads = step()
+    for name in ("unet.cond_embed.weight", "vae.skip_convs.0.weight", "vae.skip_convs.1.weight"):
+        assert grads[name].abs().sum() > 0, name
+    assert any(name.startswith("unet.mpi_blocks.") and grad.abs().sum() > 0 for name, grad in grads.items())
+
+    model.enable_gradient_checkpointing()
+    frames_ckpt, grads_ckpt = step()
+    model.disable_gradient_checkpointing()
+    torch.testing.assert_close(frames_ckpt, frames)
+    torch.testing.assert_close(grads_ckpt["vae.skip_convs.1.weight"], grads["vae.skip_convs.1.weight"])
+
+
+def test_image_encoder_off():
+    model = AnyToBokeh.tiny(seed=0, use_image_encoder=False).eval()
+    assert model.image_encoder is None and not any(name.startswith("image_encoder") for name in model.state_dict())
+    with torch.no_grad():
+        output = model(*clip(batch=1))
+    assert output.frames.shape == (1, 2, 3, 32, 32)
+
+
+def test_inputs_are_validated(model):
+    aif, disparity, disp_focus, k = clip(batch=1)
+    cases = [
+        ((aif, disparity, disp_focus, -1.0), r"k must be finite and >= 0, got minimum -1"),
+        ((aif, disparity, 1.5, k), r"disp_focus must lie in \[0.0, 1.0\], got values in \[1.5"),
+        ((aif, disparity * 2, disp_focus, k), r"disparity must lie in \[0.0, 1.0\]"),
+        ((aif * 255, disparity, disp_focus, k), r"aif must lie in \[-1.0, 1.0\]"),
+        ((aif, disparity[..., :16], disp_focus, k), r"disparity must be \[1, 2, 1, 32, 32\] like aif, got \(1, 2, 1, 32, 16\)"),
+        ((aif, disparity, torch.zeros(3), k), r"disp_focus must be a float, \[1\] or \[1, 2\], got shape \(3,\)"),
+        ((aif[:, :, :, :31, :31], disparity, disp_focus, k), r"multiples of 2, got 31x31"),
+        ((aif[:, :, :, :18, :18], disparity[..., :18, :18], disp_focus, k), r"multiples of 4, got 18x18"),
+        ((aif[0], disparity, disp_focus, k), r"aif must be \[B, T, 3, H, W\], got shape \(2, 3, 32, 32\)"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            model.predict_latents(*args)
+    # a disparity without its channel dim and a d_f of 0 are accepted
+    with torch.no_grad():
+        assert model.predict_latents(aif, disparity[:, :, 0], 0.0, k).shape == (1, 2, 4, 16, 16)
+    with pytest.raises(TypeError, match="unknown option"):
+        AnyToBokeh.tiny(n_plane=4)
+    with pytest.raises(ValueError, match="unknown dtype 'half-ish'"):
+        AnyToBokeh.tiny(dtype="half-ish")
+
+
+def test_model_configs_instantiate(tmp_path):
+    tiny = hydra.utils.instantiate(OmegaConf.load(CONF / "svd_tiny.yaml"), use_image_encoder=False)
+    assert isinstance(tiny, AnyToBokeh) and tiny.source == {"kind": "tiny", "seed": 0}
+
+    config = OmegaConf.load(CONF / "svd.yaml")
+    assert config.pretrained == "stabilityai/stable-video-diffusion-img2vid-xt"
+    config.pretrained = str(save_tiny_svd(tmp_path / "svd"))
+    model = hydra.utils.instantiate(config)
+    assert isinstance(model, AnyToBokeh) and model.options.fps == 7
+    assert model.unet.is_gradient_checkpointing
