@@ -6,17 +6,20 @@ from any2bokeh.data.assets import (
     ImageMatteForegrounds,
     VideoMatteForegrounds,
 )
+from any2bokeh.data.perturb import DisparityPerturbation, perturb_disparity
 from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 
 __all__ = [
     "AssetError",
     "BackgroundSource",
+    "DisparityPerturbation",
     "ForegroundSource",
     "ImageBackgrounds",
     "ImageMatteForegrounds",
     "ProceduralBackgrounds",
     "ProceduralForegrounds",
     "VideoMatteForegrounds",
+    "perturb_disparity",
 ]
 
 # Synthetic scenes, the on-the-fly DataModule and the fixed test set.
@@ -33,3 +36,13 @@ __all__ += [
     "sample_generator",
     "SyntheticBokehDataModule",
 ]
+__all__ += ["TestSetDataset", "evaluation_scene_config", "export_testset"]
+
+
+def __getattr__(name: str):
+    # The test set loads on first use, so `python -m any2bokeh.data.testset` runs it fresh.
+    if name in ("TestSetDataset", "evaluation_scene_config", "export_testset"):
+        from any2bokeh.data import testset
+
+        return getattr(testset, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,186 @@
+"""Physics of the exact thin-lens ray tracer (MPIB semantics), on small images and coarse lens lattices."""
+
+import math
+
+import pytest
+import torch
+
+from any2bokeh.render import lens_lattice, random_layer_scene, raytrace
+
+
+def _layers(*layers, height=40, width=48):
+    """(rgb [3,H,W] or float, alpha [H,W] or float, c) per layer -> batched images, alphas, planes."""
+    images, alphas, planes = [], [], []
+    for rgb, alpha, c in layers:
+        rgb = torch.as_tensor(rgb, dtype=torch.float32)
+        rgb = rgb.view(3, 1, 1) if rgb.shape == (3,) else rgb
+        images.append(rgb.expand(3, height, width))
+        alphas.append(torch.as_tensor(alpha, dtype=torch.float32).expand(1, height, width))
+        planes.append([0.0, 0.0, c])
+    return torch.stack(images)[None], torch.stack(alphas)[None], torch.tensor([planes])
+
+
+def test_lens_lattice_matches_mpib_count_and_disc():
+    lens = lens_lattice(101)
+    assert lens.shape == (7841, 2)
+    assert (lens.pow(2).sum(1) <= 1 + 1e-12).all()
+    # boundary points belong to the lens, as in MPIB's `<= 1` test
+    assert ((lens - torch.tensor([0.0, 1.0], dtype=torch.float64)).abs().sum(1) < 1e-9).any()
+    assert lens_lattice(3).shape == (5, 2)
+
+
+@pytest.mark.parametrize("disparity", [0.25, 0.75])
+def test_bright_pixel_spreads_to_disc_of_radius_k_times_defocus(disparity):
+    h = w = 41
+    rgb = torch.zeros(3, h, w)
+    rgb[:, 20, 20] = 1.0
+    images, alphas, planes = _layers((rgb, 1.0, 1 / disparity), height=h, width=w)
+    K, d_f = 16.0, 0.5
+    out = raytrace(images, alphas, planes, K, d_f, samples_per_side=41)[0, 0]
+    radius = K * abs(disparity - d_f)  # 4 px
+    # energy is kept
+    assert out.sum().item() == pytest.approx(1.0, abs=1e-4)
+    ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    cy, cx = (out * ys).sum() / out.sum(), (out * xs).sum() / out.sum()
+    # (MPIB's float lattice is not exactly symmetric: (0.6, 0.8) falls outside, (-0.6, -0.8) inside)
+    assert cy.item() == pytest.approx(20, abs=0.01) and cx.item() == pytest.approx(20, abs=0.01)
+    # uniform disc: E[r^2] = R^2 / 2, plus the bilinear splat's variance (1/6 per axis on average)
+    second = ((out * ((ys - cy) ** 2 + (xs - cx) ** 2)).sum() / out.sum()).item()
+    assert math.sqrt(2 * (second - 1 / 3)) == pytest.approx(radius, rel=0.04)
+    # nothing beyond the disc (plus one pixel of bilinear spread)
+    far = ((ys - 20) ** 2 + (xs - 20) ** 2).sqrt() > radius + 1.5
+    assert out[far].abs().max().item() < 1e-6
+
+
+def test_plane_at_focus_comes_back_unchanged():
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(3, 40, 48, generator=g)
+    alpha = torch.rand(40, 48, generator=g) * 0.5 + 0.5
+    images, alphas, planes = _layers((rgb, alpha, 1 / 0.4), (torch.zeros(3), 1.0, 1 / 0.4))
+    out = raytrace(images, alphas, planes, 24.0, 0.4, samples_per_side=9)[0]
+    # both layers in focus: plain "over" compositing of the front layer on black, every lens sample alike
+    alpha_eff = torch.where(alpha > 0.99, torch.ones_like(alpha), alpha)
+    expected = rgb * alpha / (alpha + (1 - alpha_eff) * 1.0)
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_in_focus_foreground_keeps_sharp_edge_over_blurred_background():
+    h, w = 32, 64
+    g = torch.Generator().manual_seed(1)
+    background = torch.rand(3, h, w, generator=g)
+    fg_alpha = torch.zeros(h, w)
+    fg_alpha[:, :32] = 1.0
+    fg_rgb = torch.full((3,), 0.2)
+    images, alphas, planes = _layers((fg_rgb, fg_alpha, 2.0), (background, 1.0, 100.0), height=h, width=w)
+    out = raytrace(images, alphas, planes, 16.0, 0.5, samples_per_side=15)[0]
+    # the foreground half is exactly the foreground: no background bleeds over the sharp edge
+    assert (out[:, :, :32] - 0.2).abs().max().item() < 1e-6
+    # the other half is the blurred background alone
+    bg_only = raytrace(images[:, 1:], alphas[:, 1:], planes[:, 1:], 16.0, 0.5, samples_per_side=15)[0]
+    assert torch.allclose(out[:, :, 32:], bg_only[:, :, 32:], atol=1e-6)
+    assert (bg_only - background).abs().max().item() > 0.1  # the background really is blurred
+
+
+def test_out_of_focus_foreground_spreads_semi_transparently_over_sharp_background():
+    h, w = 24, 64
+    background = torch.ones(3, h, w)
+    background[:, ::2] = 0.5  # fine stripes, to see that the background stays sharp
+    fg_alpha = torch.zeros(h, w)
+    fg_alpha[:, :32] = 1.0
+    images, alphas, planes = _layers((torch.zeros(3), fg_alpha, 1.0), (background, 1.0, 100.0), height=h, width=w)
+    K, d_f = 8.0, 0.01
+    out = raytrace(images, alphas, planes, K, d_f, samples_per_side=21)[0, 0]
+    radius = K * (1.0 - d_f)  # ~7.9 px
+    row = out[h // 2]
+    # far from the edge: the black foreground, and the background untouched and sharp (rays that leave the image
+    # miss a layer, so the background also shows through near the left image border: skip that)
+    assert row[9 : 32 - 9].abs().max().item() < 1e-6
+    assert torch.allclose(out[:, 32 + 9 :], background[0, :, 32 + 9 :], atol=1e-6)
+    # inside the foreground's blur band the background shows through (partial occlusion) ...
+    band = row[32 - 6 : 32]
+    assert (band > 0.02).all()
+    # ... and the foreground spreads out past its edge, darkening the background
+    assert (row[32 : 32 + 6] < background[0, h // 2, 32 : 32 + 6] - 0.02).all()
+    # seen-through fraction rises monotonically across the band (the stripes cancel by dividing by the background)
+    visible = row[32 - 7 : 32 + 7] / background[0, h // 2, 32 - 7 : 32 + 7]
+    assert (visible[1:] >= visible[:-1] - 1e-6).all()
+    assert radius > 7
+
+
+def test_tilted_plane_is_sharp_where_it_crosses_the_focus():
+    h, w = 16, 40
+    g = torch.Generator().manual_seed(2)
+    rgb = torch.rand(3, h, w, generator=g)
+    a, c, x0, d_f = 0.01, 1.0, 20, 0.8  # d(x) = (1 - 0.01 x) / 1 equals d_f at column 20
+    images, alphas, _ = _layers((rgb, 1.0, c), height=h, width=w)
+    planes = torch.tensor([[[a, 0.0, c]]])
+    out = raytrace(images, alphas, planes, 20.0, d_f, samples_per_side=9)[0]
+    assert torch.allclose(out[:, 4:-4, x0], rgb[:, 4:-4, x0], atol=1e-5)
+    assert (out[:, 4:-4, 2] - rgb[:, 4:-4, 2]).abs().max().item() > 0.05
+
+
+def test_fronto_parallel_fast_path_equals_general_ray_path():
+    s = random_layer_scene(24, 32, num_objects=3, K=24.0, seed=3, reference_width=64)
+    fast = raytrace(s.images, s.alphas, s.planes, s.K, s.disp_focus, samples_per_side=7)
+    general = raytrace(s.images, s.alphas, s.planes, s.K, s.disp_focus, samples_per_side=7, general=True, max_elements=500)
+    assert torch.allclose(fast, general, atol=1e-5)
+
+
+def test_batched_focus_and_k_tensors_match_single_calls():
+    scenes = [random_layer_scene(16, 24, num_objects=2, seed=i, K=20.0, reference_width=32) for i in range(2)]
+    images = torch.cat([s.images for s in scenes])
+    alphas = torch.cat([s.alphas for s in scenes])
+    planes = torch.cat([s.planes for s in scenes])
+    K = torch.cat([s.K for s in scenes])
+    d_f = torch.cat([s.disp_focus for s in scenes])
+    out = raytrace(images, alphas, planes, K, d_f, samples_per_side=5)
+    for i, s in enumerate(scenes):
+        single = raytrace(s.images, s.alphas, s.planes, float(s.K), float(s.disp_focus), samples_per_side=5)
+        assert torch.allclose(out[i], single[0], atol=1e-6)
+
+
+def _good_inputs():
+    return _layers((torch.rand(3, 8, 8), 1.0, 2.0), height=8, width=8)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(K=-1.0), "K must"),
+        (dict(disp_focus=0.0), "disp_focus"),
+        (dict(disp_focus=1.5), "disp_focus"),
+        (dict(disp_focus=torch.tensor([0.5, 0.5])), "disp_focus"),
+        (dict(samples_per_side=1), "samples_per_side"),
+    ],
+)
+def test_bad_scalars_raise(change, message):
+    images, alphas, planes = _good_inputs()
+    kwargs = dict(K=4.0, disp_focus=0.5, samples_per_side=3) | change
+    with pytest.raises(ValueError, match=message):
+        raytrace(images, alphas, planes, **kwargs)
+
+
+def test_bad_shapes_and_planes_raise():
+    images, alphas, planes = _good_inputs()
+    with pytest.raises(ValueError, match="alphas"):
+        raytrace(images, alphas[..., :7], planes, 4.0, 0.5)
+    with pytest.raises(ValueError, match="planes"):
+        raytrace(images, alphas, planes[:, :, :2], 4.0, 0.5)
+    with pytest.raises(ValueError, match="images"):
+        raytrace(images[:, :, :2], alphas, planes, 4.0, 0.5)
+    with pytest.raises(ValueError, match="c > 0"):
+        raytrace(images, alphas, torch.zeros_like(planes), 4.0, 0.5)
+
+
+@pytest.mark.gpu
+def test_cpu_and_cuda_agree():
+    s = random_layer_scene(48, 64, num_objects=3, K=32.0, seed=4, reference_width=128)
+    args = (s.images, s.alphas, s.planes, s.K, s.disp_focus)
+    cpu = raytrace(*args, samples_per_side=15)
+    cuda = raytrace(*(a.cuda() for a in args), samples_per_side=15).cpu()
+    assert torch.allclose(cpu, cuda, atol=1e-4)
+    tilted = s.planes.clone()
+    tilted[..., 0] = 1e-4
+    cpu = raytrace(s.images, s.alphas, tilted, s.K, s.disp_focus, samples_per_side=7)
+    cuda = raytrace(s.images.cuda(), s.alphas.cuda(), tilted.cuda(), s.K.cuda(), s.disp_focus.cuda(), samples_per_side=7)
+    assert torch.allclose(cpu, cuda.cpu(), atol=1e-4)
