@@ -162,3 +162,23 @@ def test_model_configs_instantiate(tmp_path):
     model = hydra.utils.instantiate(config)
     assert isinstance(model, AnyToBokeh) and model.options.fps == 7
     assert model.unet.is_gradient_checkpointing
+
+
+def test_half_precision_weights_on_cpu():
+    model = AnyToBokeh.tiny(seed=0, dtype="bf16").eval()
+    with torch.no_grad():
+        output = model(*clip(batch=1))
+    assert output.frames.dtype == output.latents.dtype == torch.bfloat16
+    assert torch.isfinite(output.frames.float()).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_half_precision_forward_backward(dtype):
+    model = AnyToBokeh.tiny(seed=0, dtype=dtype).cuda()
+    open_gates(model, 0.5)
+    aif, disparity, disp_focus, k = (t.cuda() for t in clip(batch=1))
+    output = model(aif, disparity, disp_focus, k)
+    output.frames.float().square().mean().backward()
+    assert output.frames.device.type == "cuda" and output.frames.dtype == dtype
+    assert model.unet.cond_embed.weight.grad.abs().sum() > 0
