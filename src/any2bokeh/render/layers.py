@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-from .raytrace import ALPHA_SKIP, ALPHA_STOP, FOCUS_SNAP, _corner_table, check_layers, lens_lattice
+from .raytrace import ALPHA_SKIP, ALPHA_STOP, FOCUS_SNAP, check_layers, corner_images, lens_lattice
 
 # Sub-aperture cell size: the largest blur radius covered by one cell of the lens grid, in pixels.
 CELL_RADIUS_PX = 12.0
@@ -152,7 +152,7 @@ class _LayerBlur:
         self.n1 = _fast_size(sy1 - sy0 + my_hi - my_lo + 1)
         self.n2 = _fast_size(sx1 - sx0 + mx_hi - mx_lo + 1)
         # corner images restricted to the source box: [4, C, sy1-sy0, sx1-sx0]
-        corners = _corner_images(data[None])[0][..., sy0:sy1, sx0:sx1]
+        corners = corner_images(data)[..., sy0:sy1, sx0:sx1]
         self.spec = torch.fft.rfft2(corners, s=(self.n1, self.n2))
 
     def blur(self, idx: Tensor):
@@ -177,10 +177,3 @@ class _LayerBlur:
         oy0, oy1, ox0, ox1 = self.box
         return torch.fft.irfft2(prod, s=(self.n1, self.n2))[:, : oy1 - oy0, : ox1 - ox0], self.box
 
-
-def _corner_images(data: Tensor) -> Tensor:
-    """[L, C, H, W] -> [L, 4, C, H, W]: the value at each bilinear corner, right/bottom neighbours clamped."""
-    right = torch.cat([data[..., 1:], data[..., -1:]], dim=-1)
-    down = torch.cat([data[..., 1:, :], data[..., -1:, :]], dim=-2)
-    down_right = torch.cat([right[..., 1:, :], right[..., -1:, :]], dim=-2)
-    return torch.stack([data, right, down, down_right], dim=1)

@@ -84,19 +84,24 @@ def check_layers(images: Tensor, alphas: Tensor, planes: Tensor, K, disp_focus) 
     return k, d_f
 
 
-def _corner_table(images: Tensor, alphas: Tensor) -> Tensor:
-    """[L, 3+1, H, W] layer -> [L, H*W, 16]: (alpha, alpha*rgb) at the four bilinear corners of every pixel.
+def corner_images(data: Tensor) -> Tensor:
+    """[..., C, H, W] -> [..., 4, C, H, W]: each pixel's bilinear corners (x1,y1), (x2,y1), (x1,y2), (x2,y2).
 
-    Corner order (x1, y1), (x2, y1), (x1, y2), (x2, y2) with x2, y2 clamped to the last column / row, as in MPIB.
-    One row gather then fetches everything a bilinear sample needs.
+    x2 and y2 are clamped to the last column and row, as in MPIB.
     """
-    # premultiplied channels: [L, 4, H, W], channel 0 = alpha
-    data = torch.cat([alphas, alphas * images], dim=1)
     right = torch.cat([data[..., 1:], data[..., -1:]], dim=-1)
     down = torch.cat([data[..., 1:, :], data[..., -1:, :]], dim=-2)
     down_right = torch.cat([right[..., 1:, :], right[..., -1:, :]], dim=-2)
-    # [L, 4 corners, 4 channels, H, W] -> [L, H*W, 16]
-    table = torch.stack([data, right, down, down_right], dim=1)
+    return torch.stack([data, right, down, down_right], dim=-4)
+
+
+def _corner_table(images: Tensor, alphas: Tensor) -> Tensor:
+    """[L, 3+1, H, W] layer -> [L, H*W, 16]: (alpha, alpha*rgb) at the four bilinear corners of every pixel.
+
+    One row gather then fetches everything a bilinear sample needs.
+    """
+    # premultiplied channels, channel 0 = alpha: [L, 4, H, W] -> [L, 4 corners, 4 channels, H, W] -> [L, H*W, 16]
+    table = corner_images(torch.cat([alphas, alphas * images], dim=1))
     return table.flatten(3).permute(0, 3, 1, 2).flatten(2).contiguous()
 
 
