@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from any2bokeh.data.assets import (
     AssetError,
@@ -92,9 +93,29 @@ def test_image_backgrounds_search_subfolders(tmp_path):
     image = source.load(2)
     assert image.shape == (3, 12, 18) and image.dtype == torch.float32
     assert 0 <= image.min() and image.max() <= 1
-    assert ImageBackgrounds(tmp_path, max_size=9).load(0).shape == (3, 6, 9)
+    for index in range(3):  # the PNG and the JPEGs (which take the decoder's draft shortcut)
+        assert ImageBackgrounds(tmp_path, max_size=9).load(index).shape == (3, 6, 9)
     with pytest.raises(IndexError, match="3"):
         source.load(3)
+
+
+def test_hidden_files_and_folders_are_ignored(tmp_path):
+    rgb, alpha = make_clip()
+    write_videomatte_clip(tmp_path, "clip", rgb, alpha, as_frames=True)
+    (tmp_path / "fgr" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "fgr" / "clip" / "._00000.png").write_bytes(b"macOS resource fork")
+    source = VideoMatteForegrounds(tmp_path)
+    assert source.names == ["clip"] and source.num_frames(0) == FRAMES
+
+
+def test_sixteen_bit_alpha_keeps_its_range(tmp_path):
+    write_image_mattes(tmp_path / "img", tmp_path / "alpha", n=1, size=(8, 8))
+    alpha16 = np.full((8, 8), 32768, np.uint16)
+    alpha16[0, 0] = 65535
+    Image.fromarray(alpha16).save(tmp_path / "alpha" / "m_000.png")
+    _, alpha = ImageMatteForegrounds(tmp_path / "img", tmp_path / "alpha").load(0, [0])
+    assert torch.allclose(alpha[0, 0, 1, 1], torch.tensor(0.5), atol=1e-4)
+    assert alpha.max() == 1
 
 
 def test_shrink_to_max_size_never_upscales():
@@ -160,6 +181,14 @@ def test_foreground_alpha_size_mismatch(tmp_path):
     write_videomatte_clip(tmp_path, "clip", rgb, alpha, as_frames=True)
     with pytest.raises(AssetError, match="sizes differ"):
         VideoMatteForegrounds(tmp_path).load(0, [0])
+
+
+def test_frames_of_different_sizes_in_one_folder(tmp_path):
+    rgb, alpha = make_clip()
+    write_videomatte_clip(tmp_path, "clip", rgb, alpha, as_frames=True)
+    write_frame_folder(tmp_path / "fgr" / "clip", np.zeros((1, 8, 8, 3), np.uint8))  # overwrites frame 0
+    with pytest.raises(AssetError, match=r"frames of different sizes .*fgr.clip"):
+        VideoMatteForegrounds(tmp_path).load(0, [0, 1])
 
 
 def test_corrupt_video(tmp_path):

@@ -73,6 +73,9 @@ def _read_image(path: Path, mode: str, max_size: int | None) -> torch.Tensor:
                 scale = max_size / max(image.size)
                 if scale < 1:
                     image.draft(mode, (round(image.size[0] * scale), round(image.size[1] * scale)))
+            if mode == "L" and image.mode.startswith("I;16"):
+                # 16-bit mattes: converting to "L" would clip, so scale the full range instead.
+                return torch.from_numpy(np.array(image, dtype=np.float32) / 65535.0)[None]
             array = np.array(image.convert(mode))
     except (OSError, ValueError, SyntaxError) as error:
         raise AssetError(f"cannot decode image {path}: {error}") from error
@@ -81,9 +84,20 @@ def _read_image(path: Path, mode: str, max_size: int | None) -> torch.Tensor:
     return _uint8_to_float(array)
 
 
+def _visible(path: Path, root: Path | None = None) -> bool:
+    """False for hidden entries (or entries in hidden folders below root), such as the macOS
+    "._name.jpg" resource forks that archives often carry."""
+    parts = path.relative_to(root).parts if root is not None else (path.name,)
+    return not any(part.startswith(".") for part in parts)
+
+
 def _list_files(folder: Path, extensions: Sequence[str], recursive: bool = False) -> list[Path]:
     pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in extensions)
+    return sorted(
+        p
+        for p in folder.glob(pattern)
+        if p.is_file() and p.suffix.lower() in extensions and _visible(p, folder)
+    )
 
 
 def _require_folder(folder: str | Path, what: str) -> Path:
@@ -189,7 +203,7 @@ class VideoMatteForegrounds(ForegroundSource):
     def _entries(folder: Path) -> dict[str, Path]:
         entries = {}
         for path in sorted(folder.iterdir()):
-            if path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS:
+            if _visible(path) and (path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS):
                 name = path.name if path.is_dir() else path.stem
                 if name in entries:
                     raise AssetError(f"two clips named {name!r} in {folder}: {entries[name]} and {path}")
@@ -234,8 +248,11 @@ class VideoMatteForegrounds(ForegroundSource):
         if path.is_dir():
             files = _list_files(path, IMAGE_EXTENSIONS)
             # No JPEG draft here: fgr and pha must shrink to exactly the same size.
-            frames = torch.stack([_read_image(files[i], mode, None) for i in frame_ids])
-            return shrink_to_max_size(frames, self.max_size)
+            frames = [_read_image(files[i], mode, None) for i in frame_ids]
+            sizes = {tuple(frame.shape[-2:]) for frame in frames}
+            if len(sizes) > 1:
+                raise AssetError(f"frames of different sizes {sorted(sizes)} in {path}")
+            return shrink_to_max_size(torch.stack(frames), self.max_size)
         unique = sorted(set(frame_ids))
         try:
             frames = _open_video(path).get_batch(unique).asnumpy()  # [U, h, w, 3] uint8
