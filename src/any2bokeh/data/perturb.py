@@ -66,8 +66,6 @@ def _drift_weights(num_frames: int, device, dtype) -> tuple[torch.Tensor, torch.
     cos^2 + sin^2 = 1 keeps the variance of a blend of two independent fields constant.
     """
     phase = torch.linspace(0.0, 1.0, num_frames, device=device, dtype=dtype) * (math.pi / 2)
-    if num_frames == 1:
-        phase = torch.zeros(1, device=device, dtype=dtype)
     return torch.cos(phase), torch.sin(phase)
 
 
@@ -87,7 +85,8 @@ def elastic_warp(
     """Warp [T, 1, H, W] by a smooth random displacement field.
 
     Args:
-        amplitude: typical displacement in pixels (the field's standard deviation).
+        amplitude: typical displacement in pixels (the std of the field at its control points;
+            interpolation between them lowers it somewhat).
         cells: number of independent displacement cells across the short side (smoothness).
     """
     num_frames, _, height, width = disparity.shape
@@ -106,10 +105,9 @@ def elastic_warp(
     # kornia displaces in normalized coordinates, where the image spans 2 units. The field is
     # already smooth, so kornia's own smoothing kernel is reduced to a single tap.
     alpha = (2 * amplitude / width, 2 * amplitude / height)
-    warped = elastic_transform2d(
+    return elastic_transform2d(
         disparity, noise, kernel_size=(1, 1), sigma=(1.0, 1.0), alpha=alpha, padding_mode="border"
     )
-    return warped
 
 
 @lru_cache(maxsize=1)
