@@ -341,13 +341,16 @@ def composite_over(images: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
     weight. So the all-in-focus frame is exactly what the ground truth shows where it is in
     focus.
     """
-    used = torch.where(alphas < 0.01, torch.zeros_like(alphas), alphas)
-    passing = torch.where(alphas > 0.99, torch.zeros_like(alphas), 1 - used)
-    transmittance = torch.cumprod(passing, dim=-4)
-    # Transmittance in front of each layer: 1 for the first, then the running product.
-    front = torch.cat([torch.ones_like(alphas[..., :1, :, :, :]), transmittance[..., :-1, :, :, :]], dim=-4)
-    weight = front * used
-    return (weight * images).sum(dim=-4) / weight.sum(dim=-4).clamp(min=1e-8)
+    colour = torch.zeros_like(images[..., 0, :, :, :])
+    weight = torch.zeros_like(alphas[..., 0, :, :, :])
+    transmittance = torch.ones_like(weight)
+    for layer in range(images.shape[-4]):
+        alpha = alphas[..., layer, :, :, :]
+        used = torch.where(alpha < 0.01, 0.0, alpha)
+        colour += transmittance * used * images[..., layer, :, :, :]
+        weight += transmittance * used
+        transmittance = torch.where(alpha > 0.99, 0.0, transmittance * (1 - used))
+    return colour / weight.clamp(min=1e-8)
 
 
 def sample_scene(
@@ -383,10 +386,10 @@ def sample_scene(
     # plane just in front of it.
     centre_disp = torch.stack([o.centre_disparity for o in objects], dim=1)  # [T, n]
     order = torch.argsort(centre_disp, dim=1, descending=True, stable=True)  # [T, n]
-    frames = torch.arange(T)[:, None]
-    obj_rgb = torch.stack([o.rgb for o in objects], dim=1)[frames, order]  # [T, n, 3, H, W]
-    obj_alpha = torch.stack([o.alpha for o in objects], dim=1)[frames, order]
-    obj_planes = torch.stack([o.planes for o in objects], dim=1)[frames, order]  # [T, n, 3]
+    rows = torch.arange(T)[:, None]
+    obj_rgb = torch.stack([o.rgb for o in objects], dim=1)[rows, order]  # [T, n, 3, H, W]
+    obj_alpha = torch.stack([o.alpha for o in objects], dim=1)[rows, order]
+    obj_planes = torch.stack([o.planes for o in objects], dim=1)[rows, order]  # [T, n, 3]
     target_slot = (order == target).float().argmax(dim=1)  # [T]
 
     images = torch.zeros(T, L, 3, H, W)
@@ -397,23 +400,30 @@ def sample_scene(
     planes[:, n_objects:, 2] = bg_c
 
     # Disparity map: the front-most layer with alpha >= 0.5 (the background always qualifies).
-    layer_disp = plane_disparity(planes, H, W)  # [T, L, H, W] float64
-    front = (alphas[:, :, 0] >= VISIBLE_ALPHA).to(torch.uint8).argmax(dim=1, keepdim=True)  # [T, 1, H, W]
-    raw = layer_disp.gather(1, front)  # [T, 1, H, W]
+    # Disparity map: the front-most layer with alpha >= 0.5 (the background always qualifies),
+    # painted back to front. Subject mask: the target's alpha times the transmittance of the
+    # layers in front of it ("over" compositing).
+    raw = plane_disparity(planes[:, -1], H, W)[:, None]  # [T, 1, H, W] float64
+    for layer in reversed(range(n_objects)):
+        visible = alphas[:, layer] >= VISIBLE_ALPHA  # [T, 1, H, W]
+        raw = torch.where(visible, plane_disparity(planes[:, layer], H, W)[:, None], raw)
     d_min, d_max = raw.min(), raw.max()
     d_span = (d_max - d_min).clamp(min=1e-6)
     disparity = ((raw - d_min) / d_span).clamp(0, 1).float()
 
-    # Target: its alpha-weighted mean disparity, and its visible alpha as the subject mask.
-    t_alpha = obj_alpha[torch.arange(T), target_slot][:, 0].double()  # [T, H, W]
-    t_disp = layer_disp[torch.arange(T), target_slot]  # [T, H, W]
+    frames = torch.arange(T)
+    subject_mask = alphas[frames, target_slot]  # [T, 1, H, W]
+    for layer in range(n_objects):
+        in_front = (target_slot > layer).float()[:, None, None, None]  # [T, 1, 1, 1]
+        subject_mask = subject_mask * (1 - in_front * alphas[:, layer])
+
+    # d_f (subject mode): the target's alpha-weighted mean disparity over its own plane.
+    t_alpha = alphas[frames, target_slot][:, 0].double()  # [T, H, W]
+    t_disp = plane_disparity(planes[frames, target_slot], H, W)  # [T, H, W]
     weight = t_alpha.sum(dim=(-2, -1))
     mean_disp = (t_alpha * t_disp).sum(dim=(-2, -1)) / weight.clamp(min=1e-12)
     # An object entirely off screen falls back to its disparity at its centre.
     focus_subject = torch.where(weight > 1e-6, mean_disp, centre_disp[:, target])
-    transmittance = torch.cumprod(1 - alphas, dim=1)
-    in_front = torch.cat([torch.ones_like(alphas[:, :1]), transmittance[:, :-1]], dim=1)  # [T, L, 1, H, W]
-    subject_mask = (alphas * in_front)[torch.arange(T), target_slot]  # [T, 1, H, W]
 
     if focus_curve is None:
         disp_focus = ((focus_subject - d_min) / d_span).clamp(MIN_DISP_FOCUS, 1.0)
