@@ -72,6 +72,19 @@ def test_from_svd_options(svd_folder, tmp_path):
     assert model.unet.is_gradient_checkpointing and model.vae.gradient_checkpointing
 
 
+def test_hub_id_loads_from_the_local_hub_cache(svd_folder, tmp_path):
+    # the hub cache layout: models--owner--name/{refs/main, snapshots/<revision>/...}
+    repo, revision = tmp_path / "hub" / "models--someone--tiny-svd", "0123456789abcdef" * 2 + "01234567"
+    shutil.copytree(svd_folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    model = AnyToBokeh.from_svd("someone/tiny-svd", cache_dir=tmp_path / "hub")
+    expected = load_file(svd_folder / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(model.vae.vae.state_dict()[name], value) for name, value in expected.items())
+    with pytest.raises(FileNotFoundError, match=r"'someone/other-svd'.*hub cache"):
+        AnyToBokeh.from_svd("someone/other-svd", cache_dir=tmp_path / "hub")
+
+
 def test_missing_path_and_uncached_hub_id_name_themselves(tmp_path):
     with pytest.raises(FileNotFoundError, match="no-such-svd"):
         AnyToBokeh.from_svd(tmp_path / "no-such-svd")

@@ -86,6 +86,7 @@ def load_svd_components(
     use_image_encoder: bool = True,
     dtype: torch.dtype | str | None = None,
     variant: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Load SVD's UNet, VAE and (optionally) image encoder and feature extractor with `from_pretrained`.
 
@@ -95,6 +96,7 @@ def load_svd_components(
         use_image_encoder: also load image_encoder/ and feature_extractor/.
         dtype: weights dtype (None: as stored).
         variant: weight-file variant, e.g. "fp16" for `diffusion_pytorch_model.fp16.safetensors`.
+        cache_dir: the hub cache to read a hub id from (None: the default, HF_HUB_CACHE).
 
     Every component must load with no missing, unexpected or mismatched keys.
     """
@@ -125,7 +127,7 @@ def load_svd_components(
                 f"hub cache when offline"
             ) from error
 
-    weights = {"torch_dtype": dtype, "variant": variant, "output_loading_info": True}
+    weights = {"torch_dtype": dtype, "variant": variant, "output_loading_info": True, "cache_dir": cache_dir}
     components: dict[str, Any] = {"image_encoder": None, "feature_extractor": None}
     for subfolder, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
         model, info = load(subfolder, lambda: cls.from_pretrained(source, subfolder=subfolder, **weights))
@@ -139,6 +141,7 @@ def load_svd_components(
         _check_loading_info(f"{source}/image_encoder", info)
         components["image_encoder"] = encoder
         components["feature_extractor"] = load(
-            "feature_extractor", lambda: CLIPImageProcessor.from_pretrained(source, subfolder="feature_extractor")
+            "feature_extractor",
+            lambda: CLIPImageProcessor.from_pretrained(source, subfolder="feature_extractor", cache_dir=cache_dir),
         )
     return components

@@ -129,7 +129,8 @@ class AnyToBokeh(nn.Module):
         self.options = AnyToBokehOptions(use_image_encoder=image_encoder is not None, **options)
         if self.options.n_planes < 1 or not self.options.mpi_alpha > 0:
             raise ValueError(
-                f"AnyToBokeh: need n_planes >= 1 and mpi_alpha > 0, got {self.options.n_planes}, {self.options.mpi_alpha}"
+                f"AnyToBokeh: need n_planes >= 1 and mpi_alpha > 0, got n_planes={self.options.n_planes}, "
+                f"mpi_alpha={self.options.mpi_alpha}"
             )
         if image_encoder is not None and feature_extractor is None:
             raise ValueError("AnyToBokeh: an image encoder needs its feature_extractor (CLIP mean and std)")
@@ -218,6 +219,7 @@ class AnyToBokeh(nn.Module):
         gradient_checkpointing: bool = False,
         dtype: torch.dtype | str | None = None,
         variant: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
         **options: Any,
     ) -> "AnyToBokeh":
         """Build from a diffusers-format SVD (img2vid or img2vid-xt): a local folder or a (cached) hub id.
@@ -231,10 +233,11 @@ class AnyToBokeh(nn.Module):
             gradient_checkpointing: checkpoint the UNet and VAE blocks.
             dtype: weights dtype, e.g. torch.bfloat16 or "bf16" (None: as stored).
             variant: weight-file variant, e.g. "fp16".
+            cache_dir: the hub cache for a hub id (None: the default).
             options: `AnyToBokehOptions` fields (n_planes, mpi_alpha, fps, timestep, ...).
         """
         components = load_svd_components(
-            pretrained, use_image_encoder=use_image_encoder, dtype=dtype, variant=variant
+            pretrained, use_image_encoder=use_image_encoder, dtype=dtype, variant=variant, cache_dir=cache_dir
         )
         model = cls(**components, **options)
         if dtype is not None:
@@ -353,7 +356,9 @@ class AnyToBokeh(nn.Module):
         expected = set(model.new_parameter_names())
         if set(tensors) != expected:
             missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-            raise ValueError(f"{new_modules} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"{new_modules} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
         model.load_state_dict(tensors, strict=False)
         if dtype is not None:
             model.to(parse_dtype(dtype))
@@ -489,7 +494,8 @@ class AnyToBokeh(nn.Module):
             disparity = disparity.unsqueeze(2)
         if disparity.shape != (batch, num_frames, 1, height, width):
             raise ValueError(
-                f"disparity must be [{batch}, {num_frames}, 1, {height}, {width}] like aif, got {tuple(disparity.shape)}"
+                f"disparity must be [{batch}, {num_frames}, 1, {height}, {width}] like aif, "
+                f"got {tuple(disparity.shape)}"
             )
         disp_focus = _as_per_frame(disp_focus, batch, num_frames, "disp_focus", aif.device)
         k = _as_per_frame(k, batch, num_frames, "k", aif.device)
@@ -501,7 +507,9 @@ class AnyToBokeh(nn.Module):
         for tensor, low, high, name in checks:
             low_value, high_value = tensor.min().item(), tensor.max().item()
             if not (low - 1e-3 <= low_value and high_value <= high + 1e-3):
-                raise ValueError(f"{name} must lie in [{low}, {high}], got values in [{low_value:.4g}, {high_value:.4g}]")
+                raise ValueError(
+                    f"{name} must lie in [{low}, {high}], got values in [{low_value:.4g}, {high_value:.4g}]"
+                )
         k_min = k.min().item()
         if not k_min >= 0 or not torch.isfinite(k).all():
             raise ValueError(f"k must be finite and >= 0, got minimum {k_min}")
