@@ -1,0 +1,210 @@
+"""The frame shared by the three training stages (§3.4): parameter selection, one model_step, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+BATCH_KEYS = ("aif", "bokeh", "disparity", "disp_focus", "k")
+
+
+@dataclass
+class StepOutput:
+    """What `BokehModule.model_step` returns.
+
+    loss: scalar tensor that is optimised.
+    terms: named parts of the loss, logged as `<split>/<name>` (always holds "loss").
+    prediction: [B, T, 3, H, W] predicted bokeh frames in [-1, 1], when decoded; else None.
+    """
+
+    loss: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    prediction: Tensor | None = None
+
+
+def to_unit_range(frames: Tensor) -> Tensor:
+    """[B, T, 3, H, W] in [-1, 1] -> [B * T, 3, H, W] float32 in [0, 1], the frames the metrics compare."""
+    # frames: [batch, frames, 3, H, W] -> [batch * frames, 3, H, W]
+    return ((frames.detach().float() + 1) / 2).clamp(0, 1).flatten(0, 1)
+
+
+def frozen_roots(module: nn.Module) -> Iterator[nn.Module]:
+    """The largest submodules that hold parameters, none of them trainable."""
+    parameters = list(module.parameters())
+    if parameters and not any(p.requires_grad for p in parameters):
+        yield module
+        return
+    for child in module.children():
+        yield from frozen_roots(child)
+
+
+class BokehModule(LightningModule):
+    """Base LightningModule of the training stages.
+
+    A stage names the parameters it trains (`trainable_parameters`); everything else in `net` is frozen
+    and kept in eval mode. `model_step` is shared by training, validation and test. The default one is
+    the objective of stages 1 and 2: the MSE between the predicted latents and the VAE latents of the
+    ground-truth bokeh; stage 3 replaces it.
+
+    Args:
+        net: an `AnyToBokeh` (UNet `.unet`, VAE with skips `.vae`, optional `.image_encoder`).
+        optimizer: a partial optimizer (Hydra `_partial_: true`), finished here with the trainable
+            parameters.
+        scheduler: an optional partial learning-rate scheduler, finished with the optimizer; stepped
+            every optimisation step. None keeps the rate constant, as the paper does.
+        gradient_checkpointing: recompute activations in the backward pass of the trained part
+            (trades compute for memory at 1024x576).
+    """
+
+    #: Stages 2 and 3 refine an already trained model; starting them from a bare SVD is a mistake.
+    needs_trained_start: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        if not callable(optimizer):
+            raise TypeError(
+                f"optimizer must be a partial optimizer (Hydra `_partial_: true`), got {type(optimizer).__name__}"
+            )
+        self.net = net
+        self.metrics = nn.ModuleDict(
+            {
+                split: MetricCollection(
+                    {
+                        # Per-frame PSNR averaged over frames, as the paper's evaluation does.
+                        "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
+                        "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+                    },
+                    prefix=f"{split}/",
+                )
+                for split in ("val", "test")
+            }
+        )
+        self._select_trainable()
+        if gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+
+    # ---------------------------------------------------------------- parameter selection
+    def trainable_parameters(self) -> Iterable[Tensor]:
+        """The parameters of `net` this stage trains."""
+        raise NotImplementedError
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.net.unet.enable_gradient_checkpointing()
+
+    def _select_trainable(self) -> None:
+        trainable = {id(p) for p in self.trainable_parameters()}
+        if not trainable:
+            raise ValueError(f"{type(self).__name__} selects no trainable parameters in {type(self.net).__name__}")
+        for parameter in self.net.parameters():
+            parameter.requires_grad_(id(parameter) in trainable)
+
+    def trainable_parameter_names(self) -> list[str]:
+        """Names (relative to `net`) of the parameters this stage trains."""
+        return [name for name, p in self.net.named_parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> BokehModule:
+        # Frozen parts stay in eval mode: no dropout noise, and no running statistics move.
+        super().train(mode)
+        if mode:
+            for module in frozen_roots(self.net):
+                module.eval()
+        return self
+
+    # ---------------------------------------------------------------- steps
+    def model_step(self, batch: dict[str, Tensor], decode: bool = False) -> StepOutput:
+        """Latent objective of stages 1 and 2.
+
+        Args:
+            batch: the DataModule's dict: aif, bokeh [B, T, 3, H, W] in [-1, 1], disparity [B, T, 1, H, W]
+                in [0, 1], disp_focus and k [B, T].
+            decode: also decode the predicted latents to frames (validation, test).
+        """
+        check_batch(batch)
+        with torch.no_grad():  # the VAE is frozen in every stage
+            target = self.net.encode(batch["bokeh"])
+            aif = self.net.encode(batch["aif"], return_skips=True)
+        latents = self.predict_latents(batch, aif.latents)
+        loss = F.mse_loss(latents.float(), target.float())
+        prediction = None
+        if decode:
+            with torch.no_grad():
+                prediction = self.net.decode(latents, skips=aif.skips)
+        return StepOutput(loss=loss, terms={"loss": loss}, prediction=prediction)
+
+    def predict_latents(self, batch: dict[str, Tensor], aif_latents: Tensor) -> Tensor:
+        """The UNet's bokeh latents [B, T, 4, h, w] for a batch whose all-in-focus frames are encoded."""
+        return self.net.predict_latents(
+            batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"], aif_latents=aif_latents
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        output = self.model_step(batch)
+        if not torch.isfinite(output.loss).all():
+            raise FloatingPointError(
+                f"{type(self).__name__}: the training loss is {output.loss.item()} at global step "
+                f"{self.global_step} (batch {batch_idx}); stopping. Lower the learning rate, or train with "
+                "precision=32 to find the first non-finite value."
+            )
+        self._log_terms("train", output, batch)
+        return output.loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate("test", batch)
+
+    def _evaluate(self, split: str, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        output = self.model_step(batch, decode=True)
+        metrics = self.metrics[split]
+        metrics.update(to_unit_range(output.prediction), to_unit_range(batch["bokeh"]))
+        self._log_terms(split, output, batch)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=len(batch["aif"]))
+        return {"prediction": output.prediction}
+
+    def _log_terms(self, split: str, output: StepOutput, batch: dict[str, Tensor]) -> None:
+        on_step = split == "train"
+        for name, value in output.terms.items():
+            self.log(
+                f"{split}/{name}",
+                value.detach(),
+                on_step=on_step,
+                on_epoch=not on_step,
+                prog_bar=name == "loss",
+                sync_dist=not on_step,
+                batch_size=len(batch["aif"]),
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # how to rebuild the network's architecture; `AnyToBokeh.from_checkpoint` reads it (stage chaining)
+        checkpoint["any2bokeh_config"] = self.net.config
+
+    # ---------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.hparams.optimizer(params=parameters)
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+
+def check_batch(batch: dict[str, Tensor]) -> None:
+    missing = [key for key in BATCH_KEYS if key not in batch]
+    if missing:
+        raise KeyError(f"the batch lacks {missing}; it has {sorted(batch)}")
