@@ -176,7 +176,7 @@ def test_from_checkpoint(tmp_path):
         for name, value in trained.state_dict().items():
             assert torch.equal(model.state_dict()[name], value), name
 
-    other_prefix = lightning_checkpoint(trained, tmp_path / "model.ckpt", prefix="model.net.")
+    other_prefix = lightning_checkpoint(trained, tmp_path / "model.ckpt", prefix="model.net._orig_mod.")
     loaded = AnyToBokeh.from_checkpoint(other_prefix, AnyToBokeh.tiny(n_planes=3), prefix="model.net.")
     assert torch.equal(loaded.vae.skip_convs[0].weight, trained.vae.skip_convs[0].weight)
 

@@ -393,7 +393,12 @@ class AnyToBokeh(nn.Module):
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
             raise ValueError(f"{ckpt_path} is not a Lightning checkpoint: no 'state_dict' (found {keys})")
-        state = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+        # torch.compile wraps a module as `_orig_mod`; its checkpoints carry that segment in every key
+        state = {
+            key[len(prefix) :].replace("_orig_mod.", ""): value
+            for key, value in checkpoint["state_dict"].items()
+            if key.startswith(prefix)
+        }
         if not state:
             found = sorted({key.split(".")[0] + "." for key in checkpoint["state_dict"]})
             raise ValueError(f"{ckpt_path}: no state_dict keys start with prefix={prefix!r} (prefixes found: {found})")
@@ -401,8 +406,9 @@ class AnyToBokeh(nn.Module):
         if model is None:
             if "any2bokeh_config" not in checkpoint:
                 raise ValueError(
-                    f"{ckpt_path} has no 'any2bokeh_config' entry to rebuild the model from; pass model= (an "
-                    "AnyToBokeh, a saved AnyToBokeh folder or an SVD folder)"
+                    f"{ckpt_path} has no 'any2bokeh_config' entry to rebuild the model from: store "
+                    "`checkpoint['any2bokeh_config'] = net.config` in the LightningModule's on_save_checkpoint, "
+                    "or pass model= (an AnyToBokeh, a saved AnyToBokeh folder or an SVD folder)"
                 )
             model = cls.from_config(checkpoint["any2bokeh_config"])
         elif not isinstance(model, AnyToBokeh):
