@@ -116,13 +116,15 @@ def test_gradient_reaches_condition_latents_and_new_modules(bokeh_unet):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for name, p in bokeh_unet.new_parameters() if "gate" in name)
 
 
-def test_gradient_checkpointing_gives_the_same_output_and_gradients(bokeh_unet):
+@pytest.mark.parametrize("switch", ["bokeh_unet", "unet"])
+def test_gradient_checkpointing_gives_the_same_output_and_gradients(bokeh_unet, switch):
     open_gates(bokeh_unet)
     call = make_call()
     results = []
     for checkpointing in (False, True):
         if checkpointing:
-            bokeh_unet.enable_gradient_checkpointing()
+            # through the wrapper, or through the wrapped diffusers UNet directly
+            (bokeh_unet if switch == "bokeh_unet" else bokeh_unet.unet).enable_gradient_checkpointing()
         cond = call["cond_latents"].clone().requires_grad_(True)
         bokeh_unet.zero_grad()
         output = bokeh_call(bokeh_unet, {**call, "cond_latents": cond}, grad=True)
@@ -134,6 +136,16 @@ def test_gradient_checkpointing_gives_the_same_output_and_gradients(bokeh_unet):
         assert torch.allclose(plain, checkpointed, atol=1e-6)
     bokeh_unet.disable_gradient_checkpointing()
     assert not bokeh_unet.is_gradient_checkpointing
+
+
+def test_a_deep_copy_is_independent_and_a_unet_is_wrapped_once(bokeh_unet):
+    call = make_call()
+    twin = copy.deepcopy(bokeh_unet)
+    open_gates(twin)
+    assert torch.allclose(bokeh_call(twin, call), bokeh_call(copy.deepcopy(twin), call))
+    assert not torch.allclose(bokeh_call(twin, call), bokeh_call(bokeh_unet, call), atol=1e-4)
+    with pytest.raises(ValueError, match="wrapped by one BokehUNet"):
+        BokehUNet(bokeh_unet.unet)
 
 
 def test_per_frame_context_selects_each_frames_token(plain_unet, bokeh_unet):

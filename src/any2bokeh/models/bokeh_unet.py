@@ -25,7 +25,9 @@ LATENT_CHANNELS = 4
 
 
 def _spatial_blocks(unet: UNetSpatioTemporalConditionModel, n_planes: int):
-    """Yield (path, block, level, scale) for every spatial transformer block, down -> mid -> up.
+    """Yield (path, block, level, scale, host transformer) for every spatial transformer block.
+
+    The order is down -> mid -> up.
 
     Down block i gets mask level i, the mid block N-1 and up block i the level of its mirrored down block
     (N-1-i for SVD's four blocks with N = 4); levels are capped at N-1. `scale` is the number of
@@ -39,7 +41,7 @@ def _spatial_blocks(unet: UNetSpatioTemporalConditionModel, n_planes: int):
         level = n_planes - 1 if stage_path == "mid_block" else min(scale, n_planes - 1)
         for a, transformer in enumerate(getattr(stage, "attentions", None) or []):
             for b, block in enumerate(transformer.transformer_blocks):
-                yield f"{stage_path}.attentions.{a}.transformer_blocks.{b}", block, level, scale
+                yield f"{stage_path}.attentions.{a}.transformer_blocks.{b}", block, level, scale, transformer
 
 
 class BokehUNet(nn.Module):
@@ -89,7 +91,9 @@ class BokehUNet(nn.Module):
             self.cond_embed.bias.copy_(conv_in.bias)
 
         self.mpi_block_paths: list[str] = []
-        for path, block, level, scale in _spatial_blocks(unet, n_planes):
+        hosts: dict[int, TransformerSpatioTemporalModel] = {}
+        for path, block, level, scale, host in _spatial_blocks(unet, n_planes):
+            hosts[id(host)] = host
             with torch.device(conv_in.weight.device):
                 mpi = MPIAttention(
                     dim=block.dim,
@@ -106,6 +110,8 @@ class BokehUNet(nn.Module):
             self.mpi_block_paths.append(f"unet.{path}")
         if not self.mpi_blocks:
             raise ValueError("BokehUNet: the UNet has no spatial transformer blocks to host MPI attention")
+        # the spatio-temporal transformers that checkpoint the MPI blocks (see `_replay_conditioning`)
+        object.__setattr__(self, "_mpi_hosts", list(hosts.values()))
         if conv_in.weight.dtype != self.cond_embed.weight.dtype:
             self.cond_embed.to(dtype=conv_in.weight.dtype)
             self.mpi_blocks.to(dtype=conv_in.weight.dtype)
@@ -130,6 +136,16 @@ class BokehUNet(nn.Module):
 
     def disable_gradient_checkpointing(self) -> None:
         self.unet.disable_gradient_checkpointing()
+
+    def _replay_conditioning(self) -> None:
+        """Make checkpointing switched on through `self.unet` directly replay the conditioning too.
+
+        Without this, backward would recompute the MPI blocks without their inputs.
+        """
+        for host in self._mpi_hosts:
+            func = getattr(host, "_gradient_checkpointing_func", None)
+            if host.gradient_checkpointing and not isinstance(func, ContextCheckpoint):
+                host._gradient_checkpointing_func = ContextCheckpoint(self._state, func)
 
     def new_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """(name, parameter) of the modules that SVD does not have."""
@@ -217,5 +233,6 @@ class BokehUNet(nn.Module):
             num_frames=frames,
             per_frame_context=frames > 1 and encoder_hidden_states.shape[1] == frames,
         )
+        self._replay_conditioning()
         with self._state.use(inputs):
             return self.unet(sample, timestep, encoder_hidden_states, added_time_ids, return_dict=False)[0]

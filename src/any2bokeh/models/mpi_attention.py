@@ -105,10 +105,16 @@ class ContextCheckpoint:
 
     Diffusers calls `func(module, *args)`; backward recomputes `module` after `BokehUNet.forward` has
     returned, so the inputs current at forward time are captured and set again for the recomputation.
+
+    Args:
+        state: the shared conditioning holder.
+        checkpoint_func: a diffusers-style `func(callable, *args)` to delegate to; None uses
+            `torch.utils.checkpoint.checkpoint(..., use_reentrant=False)`.
     """
 
-    def __init__(self, state: MPIState) -> None:
+    def __init__(self, state: MPIState, checkpoint_func=None) -> None:
         self.state = state
+        self.checkpoint_func = checkpoint_func
 
     def __call__(self, module: nn.Module, *args):
         inputs = self.state.current
@@ -117,6 +123,8 @@ class ContextCheckpoint:
             with self.state.use(inputs):
                 return module(*run_args)
 
+        if self.checkpoint_func is not None:
+            return self.checkpoint_func(run, *args)
         return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False)
 
 
@@ -244,8 +252,11 @@ class MPITransformerBlock(BasicTransformerBlock):
 
     @classmethod
     def adopt(cls, block: BasicTransformerBlock, mpi: MPIAttention, state: MPIState) -> "MPITransformerBlock":
-        if not isinstance(block, BasicTransformerBlock):
-            raise ValueError(f"MPITransformerBlock.adopt: expected a BasicTransformerBlock, got {type(block)}")
+        if not isinstance(block, BasicTransformerBlock) or isinstance(block, MPITransformerBlock):
+            raise ValueError(
+                f"MPITransformerBlock.adopt: expected a plain BasicTransformerBlock, got {type(block).__name__} "
+                "(a UNet can be wrapped by one BokehUNet only)"
+            )
         if block.norm_type != "layer_norm" or block.pos_embed is not None or block.only_cross_attention:
             raise ValueError(
                 "MPITransformerBlock.adopt: only SVD's layer-norm blocks without positional embedding are "
