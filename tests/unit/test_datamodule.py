@@ -131,6 +131,17 @@ def test_perturbation_reaches_the_train_split_only():
     assert dm.dataset("val").perturbation is None and dm.dataset("test").perturbation is None
 
 
+def test_disparity_perturbation_is_seeded_by_index():
+    from any2bokeh.data import DisparityPerturbation
+
+    a = datamodule(perturbation=DisparityPerturbation(p=1.0)).dataset("train")
+    b = datamodule(perturbation=DisparityPerturbation(p=1.0)).dataset("train")
+    clean = dataset()[1]["disparity"]
+    assert torch.equal(a[1]["disparity"], b[1]["disparity"])
+    assert not torch.equal(a[1]["disparity"], clean)
+    assert a[1]["disparity"].min() >= 0 and a[1]["disparity"].max() <= 1
+
+
 class _Recorder(L.LightningModule):
     def __init__(self):
         super().__init__()
@@ -151,6 +162,17 @@ def test_trainer_batches_are_rendered_by_the_hook():
     trainer.fit(model, datamodule=dm)
     assert model.seen == [{"aif": (2, 3, 3, 32, 32), "bokeh": (2, 3, 3, 32, 32), "disparity": (2, 3, 1, 32, 32),
                            "disp_focus": (2, 3), "k": (2, 3), "subject_mask": (2, 3, 1, 32, 32)}]
+
+
+def test_checkpoints_hold_plain_datamodule_hyperparameters(tmp_path):
+    model, dm = _Recorder(), datamodule(batch_size=1, scene={"k_values": (8, 16)})
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    hparams = checkpoint["datamodule_hyper_parameters"]
+    assert hparams["scene"]["k_values"] == (8.0, 16.0) and hparams["num_frames"] == 3
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ would then call the module's hook instead of this one).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -79,11 +80,13 @@ class SyntheticBokehDataModule(L.LightningDataModule):
                 f"need batch_size >= 1, num_workers >= 0, render_chunk_frames >= 1, got {batch_size}, "
                 f"{num_workers}, {render_chunk_frames}"
             )
-        self.save_hyperparameters(ignore=["foregrounds", "backgrounds", "perturbation"], logger=False)
+        self.save_hyperparameters(ignore=["foregrounds", "backgrounds", "perturbation", "scene"], logger=False)
         self.foregrounds = as_source(foregrounds)
         self.backgrounds = as_source(backgrounds)
         self.perturbation = perturbation
         self.scene = as_scene_config(scene)
+        # Plain values only: checkpoints store these and load with torch.load(weights_only=True).
+        self.hparams["scene"] = asdict(self.scene)
         self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
