@@ -130,10 +130,12 @@ def test_image_encoder_off():
 def test_inputs_are_validated(model):
     aif, disparity, disp_focus, k = clip(batch=1)
     cases = [
-        ((aif, disparity, disp_focus, -1.0), r"k must be finite and >= 0, got minimum -1"),
-        ((aif, disparity, 1.5, k), r"disp_focus must lie in \[0.0, 1.0\], got values in \[1.5"),
-        ((aif, disparity * 2, disp_focus, k), r"disparity must lie in \[0.0, 1.0\]"),
-        ((aif * 255, disparity, disp_focus, k), r"aif must lie in \[-1.0, 1.0\]"),
+        ((aif, disparity, disp_focus, -1.0), r"k must be finite and in \[0.0, inf\], got values in \[-1"),
+        ((aif, disparity, disp_focus, float("inf")), r"k must be finite .* got values in \[inf"),
+        ((aif, disparity, 1.5, k), r"disp_focus must be finite and in \[0.0, 1.0\], got values in \[1.5"),
+        ((aif, disparity * 2, disp_focus, k), r"disparity must be finite and in \[0.0, 1.0\]"),
+        ((aif, disparity * float("nan"), disp_focus, k), r"disparity must be finite .* got values in \[nan"),
+        ((aif * 255, disparity, disp_focus, k), r"aif must be finite and in \[-1.0, 1.0\]"),
         ((aif, disparity[..., :16], disp_focus, k), r"must be \[1, 2, 1, 32, 32\] like aif, got \(1, 2, 1, 32, 16\)"),
         ((aif, disparity, torch.zeros(3), k), r"disp_focus must be a float, \[1\] or \[1, 2\], got shape \(3,\)"),
         ((aif[:, :, :, :31, :31], disparity, disp_focus, k), r"multiples of 2, got 31x31"),
@@ -182,3 +184,48 @@ def test_cuda_half_precision_forward_backward(dtype):
     output.frames.float().square().mean().backward()
     assert output.frames.device.type == "cuda" and output.frames.dtype == dtype
     assert model.unet.cond_embed.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_real_svd_sizes_under_fake_tensors():
+    """SVD img2vid-xt's UNet, 4-block VAE and ViT-H image encoder wrap by name and run, without weights."""
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from any2bokeh.models.tiny import tiny_feature_extractor
+
+    with FakeTensorMode():
+        unet = UNetSpatioTemporalConditionModel()
+        vae = AutoencoderKLTemporalDecoder(
+            block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2
+        )
+        clip_config = CLIPVisionConfig(
+            hidden_size=1280,
+            intermediate_size=5120,
+            num_hidden_layers=32,
+            num_attention_heads=16,
+            patch_size=14,
+            image_size=224,
+            projection_dim=1024,
+        )
+        image_encoder = CLIPVisionModelWithProjection(clip_config)
+        base = {
+            f"{prefix}{name}": parameter.numel()
+            for prefix, module in (("unet.unet.", unet), ("vae.vae.", vae), ("image_encoder.", image_encoder))
+            for name, parameter in module.named_parameters()
+        }
+        model = AnyToBokeh(unet, vae, image_encoder, tiny_feature_extractor())
+        model.check_values = False
+        output = model(torch.empty(1, 2, 3, 64, 128), torch.empty(1, 2, 1, 64, 128), torch.full((1, 2), 0.5), 16.0)
+
+    parameters = dict(model.named_parameters())
+    assert all(parameters[name].numel() == size for name, size in base.items())
+    assert sum(size for name, size in base.items() if name.startswith("unet.")) == 1_524_623_082
+    assert [tuple(conv.weight.shape[:2]) for conv in model.vae.skip_convs] == [
+        (512, 512),
+        (512, 256),
+        (512, 128),
+        (256, 128),
+    ]
+    assert output.frames.shape == (1, 2, 3, 64, 128) and output.latents.shape == (1, 2, 4, 8, 16)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,6 +161,8 @@ class AnyToBokeh(nn.Module):
         lost = [key for keys in self._pretrained_keys.values() for key in keys if key not in names]
         if lost:
             raise RuntimeError(f"AnyToBokeh: wrapping renamed pretrained tensors, e.g. {lost[:5]}")
+        # value checks of the inputs cost one device sync per call; tracing (FakeTensorMode) needs them off
+        self.check_values = True
         # how this model was built, so that a training checkpoint can rebuild it (see `from_checkpoint`)
         self.source: dict[str, Any] = {"kind": "components"}
 
@@ -505,21 +508,23 @@ class AnyToBokeh(nn.Module):
             )
         disp_focus = _as_per_frame(disp_focus, batch, num_frames, "disp_focus", aif.device)
         k = _as_per_frame(k, batch, num_frames, "k", aif.device)
-        checks = (
-            (aif, -1.0, 1.0, "aif"),
-            (disparity, 0.0, 1.0, "disparity"),
-            (disp_focus, 0.0, 1.0, "disp_focus"),
-        )
-        for tensor, low, high, name in checks:
-            low_value, high_value = tensor.min().item(), tensor.max().item()
-            if not (low - 1e-3 <= low_value and high_value <= high + 1e-3):
-                raise ValueError(
-                    f"{name} must lie in [{low}, {high}], got values in [{low_value:.4g}, {high_value:.4g}]"
-                )
-        k_min = k.min().item()
-        if not k_min >= 0 or not torch.isfinite(k).all():
-            raise ValueError(f"k must be finite and >= 0, got minimum {k_min}")
+        if self.check_values:
+            self._check_ranges(aif=aif, disparity=disparity, disp_focus=disp_focus, k=k)
         return disparity, disp_focus, k
+
+    @staticmethod
+    def _check_ranges(**tensors: Tensor) -> None:
+        # one device sync for all the extremes
+        extremes = torch.stack([torch.stack([t.min(), t.max()]).float() for t in tensors.values()]).tolist()
+        ranges = {"aif": (-1.0, 1.0), "disparity": (0.0, 1.0), "disp_focus": (0.0, 1.0), "k": (0.0, math.inf)}
+        for (name, tensor), (low_value, high_value) in zip(tensors.items(), extremes):
+            low, high = ranges[name]
+            finite = math.isfinite(low_value) and math.isfinite(high_value)
+            # a small tolerance admits resampling overshoot
+            if not (finite and low - 1e-3 <= low_value and high_value <= high + 1e-3):
+                raise ValueError(
+                    f"{name} must be finite and in [{low}, {high}], got values in [{low_value:.4g}, {high_value:.4g}]"
+                )
 
     def predict_latents(
         self,
