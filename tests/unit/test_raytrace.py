@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from any2bokeh.render import lens_lattice, random_layer_scene, raytrace
+from any2bokeh.render.raytrace import trace_fronto_parallel
 
 
 def _layers(*layers, height=40, width=48):
@@ -184,3 +185,18 @@ def test_cpu_and_cuda_agree():
     cpu = raytrace(s.images, s.alphas, tilted, s.K, s.disp_focus, samples_per_side=7)
     cuda = raytrace(s.images.cuda(), s.alphas.cuda(), tilted.cuda(), s.K.cuda(), s.disp_focus.cuda(), samples_per_side=7)
     assert torch.allclose(cpu, cuda.cpu(), atol=1e-4)
+
+
+def test_row_band_and_lens_subset_trace_their_share_of_the_frame():
+    s = random_layer_scene(24, 32, num_objects=2, K=24.0, seed=8, reference_width=64)
+    lens = lens_lattice(7)
+    args = (s.images[0], s.alphas[0], s.planes[0, :, 2].double(), float(s.K), float(s.disp_focus))
+    full = trace_fronto_parallel(*args, lens)
+    band = trace_fronto_parallel(*args, lens, rows=(8, 16))
+    assert torch.equal(band[:, 8:16], full[:, 8:16])
+    assert (band[:, :8] == 0).all() and (band[:, 16:] == 0).all()
+    assert torch.allclose(full, raytrace(*_args_of(s), samples_per_side=7)[0], atol=1e-6)
+
+
+def _args_of(s):
+    return s.images, s.alphas, s.planes, s.K, s.disp_focus

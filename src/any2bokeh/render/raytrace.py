@@ -22,6 +22,7 @@ no ray reaches with any weight is black (MPIB divides by zero there).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -43,6 +44,11 @@ def lens_lattice(samples_per_side: int) -> Tensor:
     n = int(samples_per_side)
     if n != samples_per_side or n < 2:
         raise ValueError(f"samples_per_side must be an integer >= 2, got {samples_per_side!r}")
+    return _lattice(n).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _lattice(n: int) -> Tensor:
     coords = [i * 2 / (n - 1) - 1 for i in range(n)]
     points = [(x, y) for x in coords for y in coords if x**2 + y**2 <= 1]
     return torch.tensor(points, dtype=torch.float64)
@@ -139,7 +145,7 @@ def raytrace(
     lens = lens_lattice(samples_per_side).to(images.device)
     if not general and not (planes[..., :2] != 0).any():
         return torch.stack(
-            [_trace_translations(images[i], alphas[i], planes[i, :, 2].double(), K[i], d_f[i], lens) for i in range(len(images))]
+            [trace_fronto_parallel(images[i], alphas[i], planes[i, :, 2].double(), K[i], d_f[i], lens) for i in range(len(images))]
         )
     b, l, _, h, w = images.shape
     dtype = images.dtype
@@ -205,16 +211,28 @@ def raytrace(
     return out
 
 
-def _trace_translations(images: Tensor, alphas: Tensor, c: Tensor, K: Tensor, d_f: Tensor, lens: Tensor) -> Tensor:
-    """Ray tracing for fronto-parallel layers, one lens sample at a time.
+def trace_fronto_parallel(
+    images: Tensor,
+    alphas: Tensor,
+    c: Tensor,
+    K,
+    d_f,
+    lens: Tensor,
+    rows: tuple[int, int] | None = None,
+) -> Tensor:
+    """Ray tracing for fronto-parallel layers of one scene, one lens sample at a time (``raytrace``'s fast path).
 
-    images [L, 3, H, W], alphas [L, 1, H, W], c float64 [L], K and d_f float64 scalars, lens [S, 2] -> [3, H, W].
+    images [L, 3, H, W], alphas [L, 1, H, W], c float64 [L], K and d_f floats, lens [S, 2] unit-lens points (any
+    subset of ``lens_lattice``) -> [3, H, W]. ``rows=(r0, r1)`` traces only output rows r0..r1-1 (others are 0);
+    with a lens subset this lets benchmarks time or check the exact renderer on part of the work.
+
     Lens sample (u, v) maps every pixel of layer l to pixel + (u, v) * (1/c_l - d_f): the same integer offset and
     bilinear fraction for the whole image, so a layer's samples are a blend of two shifted slices. Pixels whose hit
     leaves [0, W) x [0, H) get alpha 0, which the alpha < 0.01 rule then skips, exactly as a missed layer.
     """
     n_layers, _, h, w = images.shape
-    delta = 1 / c - d_f
+    row0, row1 = (0, h) if rows is None else rows
+    delta = 1 / c.double() - float(d_f)
     delta = torch.where(delta.abs() < FOCUS_SNAP, torch.zeros_like(delta), delta).tolist()
     # premultiplied layers with MPIB's clamped right/bottom neighbour: [L, 4, H+1, W+1]
     data = torch.cat([alphas, alphas * images], dim=1)
@@ -223,15 +241,15 @@ def _trace_translations(images: Tensor, alphas: Tensor, c: Tensor, K: Tensor, d_
     # rows / columns holding any alpha > 0 per layer: hits elsewhere are skipped, so only this box is traced
     boxes = []
     for li in range(n_layers):
-        rows = torch.nonzero(alphas[li, 0].amax(1) > 0).flatten()
-        cols = torch.nonzero(alphas[li, 0].amax(0) > 0).flatten()
-        boxes.append(None if len(rows) == 0 else (int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])))
+        row_ids = torch.nonzero(alphas[li, 0].amax(1) > 0).flatten()
+        col_ids = torch.nonzero(alphas[li, 0].amax(0) > 0).flatten()
+        boxes.append(None if len(row_ids) == 0 else (int(row_ids[0]), int(row_ids[-1]), int(col_ids[0]), int(col_ids[-1])))
     num = images.new_zeros(4, h, w)
     trans = images.new_empty(h, w)
     buf_rows = images.new_empty(4, h + 1, w)
     buf_sample = images.new_empty(4, h, w)
     buf_hit = images.new_empty(h, w)
-    for u, v in (lens * K).tolist():
+    for u, v in (lens.double() * float(K)).tolist():
         trans.fill_(1)
         for li in range(n_layers):
             if boxes[li] is None:
@@ -242,7 +260,7 @@ def _trace_translations(images: Tensor, alphas: Tensor, c: Tensor, K: Tensor, d_
             fx, fy = sx - ix, sy - iy
             # output pixels whose integer hit lies in the image and whose bilinear corners touch the layer's box
             x0, x1 = max(0, -ix, c0 - 1 - ix), min(w, w - ix, c1 + 1 - ix)
-            y0, y1 = max(0, -iy, r0 - 1 - iy), min(h, h - iy, r1 + 1 - iy)
+            y0, y1 = max(0, -iy, r0 - 1 - iy, row0), min(h, h - iy, r1 + 1 - iy, row1)
             if x0 >= x1 or y0 >= y1:
                 continue
             ny, nx = y1 - y0, x1 - x0
