@@ -181,6 +181,7 @@ def test_checkpoints_hold_plain_datamodule_hyperparameters(tmp_path):
         ({"scene": {"k_values": [-4, 8]}}, "K must be >= 0"),
         ({"scene": {"focus_modes": {"fixed": 1.0}, "focus_value": 1.5}}, r"\(0, 1\]"),
         ({"renderer": "splat"}, "unknown renderer"),
+        ({"scene": {"tilt": 0.2, "object_c": (1.5, 5.0)}}, "need renderer='raytrace'"),
         ({"num_frames": 0}, "num_frames"),
         ({"batch_size": 0}, "batch_size"),
     ],
@@ -193,3 +194,11 @@ def test_bad_options_are_refused(options, message):
 def test_unknown_split_is_refused():
     with pytest.raises(ValueError, match="unknown split 'holdout'"):
         dataset("holdout")
+
+
+def test_tilted_scenes_render_with_the_ray_tracer():
+    ds = SyntheticBokehDataset(*sources(), split="val", size=1, num_frames=1, height=16, width=16, renderer="raytrace",
+                               samples_per_side=9, scene={"tilt": 0.2, "object_c": (1.5, 5.0)})
+    r = ds.render_sample(0)
+    assert r["bokeh"].shape == (1, 3, 16, 16) and r["bokeh"].abs().max() <= 1
+    assert (ds[0]["planes"][:, :-1, :2] != 0).any()

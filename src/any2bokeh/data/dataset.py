@@ -190,6 +190,8 @@ class SyntheticBokehDataset(Dataset):
         self.split, self.size, self.seed = split, int(size), int(seed)
         self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
         self.scene = as_scene_config(scene)
+        if self.scene.tilt > 0 and renderer == "render_layers":
+            raise ValueError(f"tilted planes (tilt={self.scene.tilt}) need renderer='raytrace'; render_layers is fronto-parallel only")
         self.perturbation = perturbation
         self.renderer, self.samples_per_side = renderer, int(samples_per_side)
 
