@@ -181,6 +181,19 @@ def test_from_checkpoint(tmp_path):
     assert torch.equal(loaded.vae.skip_convs[0].weight, trained.vae.skip_convs[0].weight)
 
 
+def test_from_checkpoint_of_an_svd_model(svd_folder, tmp_path):
+    trained = AnyToBokeh.from_svd(svd_folder, use_image_encoder=False, fps=6)
+    open_gates(trained, seed=6)
+    path = lightning_checkpoint(trained, tmp_path / "last.ckpt", any2bokeh_config=trained.config)
+    for model in (AnyToBokeh.from_checkpoint(path), AnyToBokeh.from_checkpoint(path, svd_folder)):
+        assert model.image_encoder is None
+        for name, value in trained.state_dict().items():
+            assert torch.equal(model.state_dict()[name], value), name
+    assert AnyToBokeh.from_checkpoint(path).options.fps == 6
+    with pytest.raises(ValueError, match="cannot rebuild an AnyToBokeh from source 'components'"):
+        AnyToBokeh.from_config({"source": {"kind": "components"}})
+
+
 def test_from_checkpoint_errors(tmp_path):
     model = AnyToBokeh.tiny(use_image_encoder=False)
     path = lightning_checkpoint(model, tmp_path / "last.ckpt")

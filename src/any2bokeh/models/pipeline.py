@@ -383,9 +383,9 @@ class AnyToBokeh(nn.Module):
 
         Args:
             ckpt_path: the .ckpt file (a trusted file: it is unpickled).
-            model: the architecture to load into: an AnyToBokeh (filled in place), a saved AnyToBokeh folder, an
-                SVD folder or hub id; None rebuilds it from the checkpoint's `any2bokeh_config` entry (the
-                training module stores `net.config` there).
+            model: the architecture to load into: an AnyToBokeh (filled in place), a saved AnyToBokeh folder, or
+                an SVD folder or hub id (built with the checkpoint's options when it has them); None rebuilds it
+                from the checkpoint's `any2bokeh_config` entry (the training module stores `net.config` there).
             prefix: the attribute path of the network in the LightningModule, with a trailing dot.
             strict: every tensor of the model must be in the checkpoint and vice versa.
         """
@@ -416,7 +416,13 @@ class AnyToBokeh(nn.Module):
             model = cls.from_config(checkpoint["any2bokeh_config"])
         elif not isinstance(model, AnyToBokeh):
             folder = Path(model).expanduser()
-            model = cls.from_pretrained(folder) if (folder / CONFIG_NAME).is_file() else cls.from_svd(model)
+            if (folder / CONFIG_NAME).is_file():
+                model = cls.from_pretrained(folder)
+            else:
+                # the checkpoint's options (planes, image encoder, ...) on the SVD found at `model`
+                options = dict(checkpoint.get("any2bokeh_config") or {})
+                options.pop("source", None)
+                model = cls.from_svd(model, **options)
 
         result = model.load_state_dict(state, strict=False)
         if strict and (result.missing_keys or result.unexpected_keys):
