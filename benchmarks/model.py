@@ -177,7 +177,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1, help="frames per call for the FLOP count")
     parser.add_argument("--repeats", type=int, default=20, help="timed repeats (median)")
     parser.add_argument("--gpu-frames", type=int, default=8, help="frames per call on the GPU")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (1 keeps timings steady on a shared machine)"
+    )
     options = parser.parse_args()
+    torch.set_num_threads(options.threads)
     print(f"# {platform.node()} | {platform.processor() or platform.machine()} | {torch.get_num_threads()} threads "
           f"| torch {torch.__version__} | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     for section in (real_config_table(options.frames), tiny_cpu_table(options.repeats),
