@@ -58,6 +58,20 @@ def test_workers_and_main_process_give_identical_batches():
         assert_same(b0, b2)
 
 
+def test_thread_count_does_not_change_a_sample():
+    # Frames above torch's parallel grain size (32768 elements), so reductions do split.
+    ds = dataset(num_frames=2, height=96, width=384)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ds[4]
+        torch.set_num_threads(3)
+        three = ds[4]
+    finally:
+        torch.set_num_threads(threads)
+    assert_same(one, three)
+
+
 def test_sample_shapes_and_ranges():
     s = dataset(scene={"max_objects": 2})[0]
     assert s["images"].shape == (3, 3, 3, 32, 32) and s["alphas"].shape == (3, 3, 1, 32, 32)
