@@ -51,6 +51,9 @@ def test_encoder_matches_and_caches_down_block_inputs(vae, frames):
     torch.testing.assert_close(encoding.latent_dist.mean, plain.mean)
     shapes = [tuple(skip.shape) for skip in encoding.skips]
     assert shapes == [(6, 32, 32, 32), (6, 32, 16, 16)]
+    with torch.no_grad():
+        bare = skip_vae.encode(frames, keep_skips=False)
+    assert bare.skips == [] and torch.equal(bare.latent_dist.mean, encoding.latent_dist.mean)
 
 
 def test_temporal_decoder_carries_num_frames(vae, frames):

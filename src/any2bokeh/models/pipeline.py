@@ -441,12 +441,12 @@ class AnyToBokeh(nn.Module):
         if height % self.vae_scale or width % self.vae_scale:
             raise ValueError(f"{name}: height and width must be multiples of {self.vae_scale}, got {height}x{width}")
 
-    def encode_with_skips(self, frames: Tensor) -> EncodedFrames:
+    def encode_with_skips(self, frames: Tensor, keep_skips: bool = True) -> EncodedFrames:
         """Encode frames [B, T, 3, H, W] in [-1, 1]: scaled latents [B, T, 4, h, w] and the encoder skips."""
         self._check_frames(frames, "frames")
         batch, num_frames = frames.shape[:2]
         # frames: [B, T, 3, H, W] -> [B * T, 3, H, W]
-        encoding = self.vae.encode(frames.flatten(0, 1))
+        encoding = self.vae.encode(frames.flatten(0, 1), keep_skips=keep_skips)
         latents = encoding.latent_dist.mode() * self.scaling_factor
         # latents: [B * T, 4, h, w] -> [B, T, 4, h, w]
         return EncodedFrames(latents=latents.unflatten(0, (batch, num_frames)), skips=encoding.skips)
@@ -456,7 +456,7 @@ class AnyToBokeh(nn.Module):
 
         With `return_skips`, an `EncodedFrames` (latents, skips) for `decode(latents, skips)`.
         """
-        encoded = self.encode_with_skips(frames)
+        encoded = self.encode_with_skips(frames, keep_skips=return_skips)
         return encoded if return_skips else encoded.latents
 
     def decode(self, latents: Tensor, skips: list[Tensor] | None = None) -> Tensor:

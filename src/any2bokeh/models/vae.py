@@ -115,11 +115,12 @@ class SkipVAE(nn.Module):
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 
-    def encode(self, images: Tensor) -> SkipVAEEncoding:
+    def encode(self, images: Tensor, keep_skips: bool = True) -> SkipVAEEncoding:
         """Encode images and keep the input of every encoder down block.
 
         Args:
             images: [N, 3, H, W] in [-1, 1] (frames flattened into the batch).
+            keep_skips: False returns no skips and frees each feature as the plain encoder does.
         """
         if images.ndim != 4:
             raise ValueError(f"SkipVAE.encode expects images [N, 3, H, W], got shape {tuple(images.shape)}")
@@ -127,7 +128,8 @@ class SkipVAE(nn.Module):
         hidden = encoder.conv_in(images.to(self.dtype))
         skips = []
         for block in encoder.down_blocks:
-            skips.append(hidden)
+            if keep_skips:
+                skips.append(hidden)
             hidden = self._run(block, hidden)
         hidden = self._run(encoder.mid_block, hidden)
         hidden = encoder.conv_out(encoder.conv_act(encoder.conv_norm_out(hidden)))
