@@ -14,7 +14,6 @@ CONF = ROOT / "conf"
 # 2 optimiser steps of the tiny model on 2-frame 32x32 clips, validated once at the end on 1 clip
 TINY_RUN = [
     "model=svd_tiny",
-    "data=procedural",
     "hardware=cpu",
     "logger=csv",
     "data.num_frames=2",

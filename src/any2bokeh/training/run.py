@@ -51,13 +51,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     try:
         log_hyperparameters(cfg, model, loggers)
         if cfg.get("train", True):
-            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            # our own checkpoints hold the partial optimizer in their hyperparameters: not weights-only
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
         metrics = dict(trainer.callback_metrics)
         if cfg.get("test", False):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not best:
                 log.warning("No best checkpoint: testing the current weights")
-            trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+            trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
             metrics.update(trainer.callback_metrics)
     finally:
         _finish_wandb()

@@ -1,0 +1,116 @@
+"""Every file of the training config tree composes and instantiates; every experiment runs 2 steps."""
+
+import signal
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.strategies import DDPStrategy
+from omegaconf import OmegaConf
+
+from any2bokeh.callbacks import VideoLogger
+from any2bokeh.training import check_train_config, compose_train_config, train
+from any2bokeh.training.instantiate import without_hydra
+from tests.config.test_data_configs import write_matting_tree
+from tests.train_configs import CONF, TINY_RUN, tiny_config
+
+GROUPS = ("stage", "hardware", "logger", "callbacks", "experiment", "hydra", "paths", "data", "model")
+PAPER = {"paper_stage1": (4, 1e-5), "paper_stage2": (8, 5e-6), "paper_stage3": (3, 5e-6)}
+
+
+def options(group):
+    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+
+
+def compose(tmp_path, *overrides):
+    return compose_train_config(CONF, overrides, tmp_path)
+
+
+@pytest.mark.parametrize("group, option", [(group, option) for group in GROUPS for option in options(group)])
+def test_every_config_file_composes_and_resolves(group, option, tmp_path):
+    cfg = compose(tmp_path, f"{group}={option}")
+    resolved = OmegaConf.to_container(without_hydra(cfg), resolve=True)
+    assert resolved["paths"]["output_dir"] == str(tmp_path)
+
+
+def test_config_groups_are_complete():
+    assert options("stage") == ["stage1", "stage2", "stage3"]
+    assert set(options("hardware")) == {"cpu", "gpu", "4xh800", "slurm", "ddp_cpu2"}
+    assert options("logger") == ["csv", "none", "wandb"]
+    assert {"quickstart", *PAPER} <= set(options("experiment"))
+
+
+def test_stage_files_set_the_papers_frames_learning_rates_and_perturbation(tmp_path):
+    expected = {"stage1": (4, 1e-5, None), "stage2": (8, 5e-6, 0.5), "stage3": (3, 5e-6, None)}
+    for stage, (frames, lr, p) in expected.items():
+        cfg = compose(tmp_path, f"stage={stage}")
+        assert cfg.data.num_frames == frames and cfg.module.optimizer.lr == lr
+        assert (cfg.data.perturbation and cfg.data.perturbation.p) == p
+        assert cfg.module.optimizer._target_ == "torch.optim.AdamW" and cfg.module.optimizer._partial_
+
+
+@pytest.mark.parametrize("experiment", sorted(PAPER))
+def test_paper_experiments_hold_the_papers_settings(experiment, tmp_path):
+    frames, lr = PAPER[experiment]
+    cfg = compose(tmp_path, f"experiment={experiment}")
+    assert (cfg.data.height, cfg.data.width, cfg.data.num_frames) == (576, 1024, frames)
+    assert cfg.module.optimizer.lr == lr and cfg.data.batch_size == 1
+    assert cfg.model._target_.endswith("AnyToBokeh.from_svd")
+    trainer = cfg.trainer
+    assert (trainer.devices, trainer.precision, trainer.accumulate_grad_batches) == (4, "bf16-mixed", 2)
+    assert isinstance(instantiate(trainer.strategy), DDPStrategy)
+    assert cfg.module.gradient_checkpointing
+    assert "wandb" in cfg.logger
+    if experiment != "paper_stage1":
+        with pytest.raises(ValueError, match="init_from"):
+            check_train_config(cfg)
+
+
+def test_slurm_hardware_requeues_on_sigterm(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "3")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    cfg = compose(tmp_path, "hardware=slurm")
+    # the requeued job finds Lightning's checkpoint in the same folder
+    assert cfg.hydra.run.dir.endswith("/slurm/4242")
+    assert cfg.trainer.num_nodes == 3 and cfg.trainer.strategy._target_.endswith("DDPStrategy")
+    (environment,) = instantiate(cfg.trainer.plugins)
+    assert isinstance(environment, SLURMEnvironment)
+    assert environment.auto_requeue and environment.requeue_signal == signal.SIGTERM
+
+
+def test_cpu_hardware_instantiates_a_trainer(tmp_path):
+    for hardware, devices in (("cpu", 1), ("ddp_cpu2", 2)):
+        cfg = compose(tmp_path, f"hardware={hardware}")
+        trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        assert isinstance(trainer, Trainer) and trainer.num_devices == devices
+
+
+def test_loggers_and_callbacks_instantiate(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert isinstance(instantiate(compose(tmp_path, "logger=csv").logger.csv), CSVLogger)
+    assert isinstance(instantiate(compose(tmp_path, "logger=wandb").logger.wandb), WandbLogger)
+    assert not compose(tmp_path, "logger=none").get("logger")
+    callbacks = instantiate(compose(tmp_path).callbacks)
+    types = {type(callback) for callback in callbacks.values()}
+    assert {ModelCheckpoint, LearningRateMonitor, VideoLogger} <= types
+    assert callbacks["model_checkpoint"].dirpath == str(tmp_path / "checkpoints")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["quickstart", *sorted(PAPER)])
+def test_every_experiment_runs_two_steps(experiment, tmp_path):
+    overrides = [f"experiment={experiment}"]
+    if experiment in PAPER:
+        # the paper's files, on the tiny model, a tiny matting folder and the CPU
+        write_matting_tree(tmp_path / "data")
+        overrides += [f"paths.data_dir={tmp_path / 'data'}", "data.num_workers=0", "data.val_size=1", "data.num_frames=2"]
+    metrics, objects = train(tiny_config(tmp_path / "run", *overrides))
+    assert objects["trainer"].global_step == 2
+    assert torch.isfinite(torch.tensor(metrics["val/psnr"]))
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "run" / "csv" / "metrics.csv").is_file()
+    assert list((tmp_path / "run" / "videos").glob("*.mp4"))

@@ -1,0 +1,101 @@
+"""train(cfg) end to end: resuming, testing, DDP, multirun, wandb, failure modes."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import open_dict, read_write
+
+from any2bokeh.models import AnyToBokeh
+from any2bokeh.training import instantiate_loggers, metric_value, train
+from tests.train_configs import ROOT, TINY_RUN, tiny_config
+
+
+@pytest.mark.slow
+def test_resume_continues_step_count_and_optimizer_state(tmp_path):
+    # the first run also shows that a run needs no logger
+    _, objects = train(tiny_config(tmp_path / "first", "logger=none"))
+    assert objects["loggers"] == []
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 2
+
+    metrics, objects = train(tiny_config(tmp_path / "resumed", "trainer.max_steps=4", f"ckpt_path={last}", "test=true"))
+    trainer = objects["trainer"]
+    assert trainer.global_step == 4
+    # AdamW counts its own steps per parameter: 4 only if the first run's state was restored
+    steps = {int(state["step"]) for state in trainer.optimizers[0].state.values()}
+    assert steps == {4}
+    # test=true tests after fitting
+    assert {"val/psnr", "val/ssim", "test/psnr", "test/ssim"} <= metrics.keys()
+    assert (tmp_path / "resumed" / "csv" / "metrics.csv").is_file()
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp(tmp_path):
+    # 2 training clips: one per process, so every epoch is a single step when the data is sharded
+    metrics, objects = train(tiny_config(tmp_path, "hardware=ddp_cpu2", "data.train_size=2"))
+    assert objects["trainer"].world_size == 2
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 2
+    assert checkpoint["epoch"] == 1  # one process would have taken both steps in epoch 0
+    assert "val/psnr" in metrics
+
+
+@pytest.mark.slow
+def test_multirun_puts_each_seed_in_its_own_folder(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "train.py", "-m", "experiment=quickstart", "seed=1,2", *TINY_RUN]
+    command += [f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp_path}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, seed in (("0", 1), ("1", 2)):
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+        assert f"seed={seed}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        assert (sweep / job / "csv" / "metrics.csv").is_file()
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_logs_config_metrics_and_videos(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    metrics, objects = train(tiny_config(tmp_path, "logger=wandb"))
+    assert isinstance(objects["loggers"][0], WandbLogger)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, list(tmp_path.rglob("*"))
+    files = runs[0] / "files"
+    assert list(files.glob("media/videos/**/*.mp4")), sorted(p.name for p in files.rglob("*"))
+    # the offline run's record holds the config, the losses and the metrics until `wandb sync`
+    record = next(runs[0].glob("*.wandb")).read_bytes()
+    assert b"Stage1GeometryGuided" in record and b"train/loss" in record and b"val/psnr" in record
+
+
+def test_wandb_runs_of_one_sweep_share_a_group(tmp_path):
+    cfg = tiny_config(tmp_path, "logger=wandb")
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.sweep.dir = str(tmp_path / "2026-01-01_00-00-00")
+        cfg.hydra.job.num = 1
+        cfg.hydra.job.override_dirname = "seed=2"
+    HydraConfig.instance().set_config(cfg)
+    (logger,) = instantiate_loggers(cfg.logger)
+    assert logger._wandb_init["group"] == "2026-01-01_00-00-00"
+    assert logger._wandb_init["name"] == "seed=2"
+
+
+def test_nan_loss_stops_the_run(tmp_path, monkeypatch):
+    def nan_latents(self, *args, aif_latents, **kwargs):
+        return torch.full_like(aif_latents, float("nan"))
+
+    monkeypatch.setattr(AnyToBokeh, "predict_latents", nan_latents)
+    with pytest.raises(FloatingPointError, match="training loss is nan at global step 0"):
+        train(tiny_config(tmp_path))
+
+
+def test_optimized_metric_must_be_logged():
+    assert metric_value({"val/psnr": 20.0}, "val/psnr") == 20.0
+    assert metric_value({}, None) is None
+    with pytest.raises(KeyError, match="val/lpips"):
+        metric_value({"val/psnr": 20.0}, "val/lpips")
