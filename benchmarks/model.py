@@ -144,32 +144,39 @@ def tiny_cpu_table(repeats: int) -> list[str]:
     return lines
 
 
-def gpu_table(frames: int, repeats: int) -> list[str]:
-    if not torch.cuda.is_available():
-        return ["GPU section skipped: CUDA is not available."]
-    device, dtype = torch.device("cuda"), torch.bfloat16
-    lines = [
-        f"GPU: {torch.cuda.get_device_name()}, {frames} frames at {HEIGHT}x{WIDTH}, bf16, inference (no grad)",
-        f"| model | s/frame | peak memory (GB) |",
-        "|---|---|---|",
-    ]
-    base = UNetSpatioTemporalConditionModel().to(device, dtype)
-    args, kwargs = unet_inputs(1, frames, LATENT_HEIGHT, LATENT_WIDTH, base.config.cross_attention_dim, dtype, device)
-    for name, model, call_kwargs in (("base SVD UNet", base, {}), ("BokehUNet", None, kwargs)):
-        if model is None:
-            model = BokehUNet(base)
-        torch.cuda.reset_peak_memory_stats()
+def device_table(device: torch.device, build, latent_size: tuple[int, int], frames: int, repeats: int) -> list[str]:
+    """Seconds per frame and peak memory of `build()` and its BokehUNet, bf16 inference on `device`."""
+    dtype = torch.bfloat16
+    on_cuda = device.type == "cuda"
+    lines = ["| model | s/frame | peak memory (GB) |", "|---|---|---|"]
+    base = build().to(device, dtype)
+    args, kwargs = unet_inputs(1, frames, *latent_size, base.config.cross_attention_dim, dtype, device)
+    for name in ("base SVD UNet", "BokehUNet"):
+        model, call_kwargs = (base, {}) if name == "base SVD UNet" else (BokehUNet(base), kwargs)
+        if on_cuda:
+            torch.cuda.reset_peak_memory_stats()
 
         def step():
             with torch.no_grad():
                 model(*args, **call_kwargs)
-            torch.cuda.synchronize()
+            if on_cuda:
+                torch.cuda.synchronize()
 
         seconds = _median_seconds(step, repeats) / frames
-        peak = torch.cuda.max_memory_allocated() / 1e9
-        lines.append(f"| {name} | {seconds:.3f} | {peak:.1f} |")
+        peak = f"{torch.cuda.max_memory_allocated() / 1e9:.1f}" if on_cuda else "n/a"
+        lines.append(f"| {name} | {seconds:.3f} | {peak} |")
     lines.append(f"| paper (whole model, H800) | {PAPER_SECONDS_PER_FRAME} | {PAPER_PEAK_GB} |")
     return lines
+
+
+def gpu_table(frames: int, repeats: int) -> list[str]:
+    if not torch.cuda.is_available():
+        return ["GPU section skipped: CUDA is not available."]
+    header = f"GPU: {torch.cuda.get_device_name()}, {frames} frames at {HEIGHT}x{WIDTH}, bf16, inference (no grad)"
+    table = device_table(
+        torch.device("cuda"), UNetSpatioTemporalConditionModel, (LATENT_HEIGHT, LATENT_WIDTH), frames, repeats
+    )
+    return [header] + table
 
 
 def main() -> None:

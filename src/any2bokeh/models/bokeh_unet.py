@@ -188,7 +188,9 @@ class BokehUNet(nn.Module):
             sample: [B, T, 8, h, w], all-in-focus latents and V_D latents, concatenated on channels.
             timestep: scalar or [B] (the one-step model uses a fixed value).
             encoder_hidden_states: [B, S, C] shared by all frames (SVD: S = 1), or [B, T, C] one token per
-                frame (a 3-D context whose length equals T is taken per frame when T > 1).
+                frame (a 3-D context whose length equals T is taken per frame when T > 1). Per frame, each
+                frame's spatial cross-attention sees its own token and the temporal transformer blocks see the
+                T tokens as one sequence.
             added_time_ids: [B, 3], (fps, motion bucket, noise augmentation).
             k: blur strength, float, [B] or [B, T].
             mpi_regions: int [B, T, H, W], `mpi_regions(...)` at any resolution.
@@ -226,7 +228,7 @@ class BokehUNet(nn.Module):
             # cond_latents: [B, T, 4, h, w] -> [B * T, 4, h, w] -> features [B * T, C0, h, w]
             cond_features=self.cond_embed(cond_latents.flatten(0, 1).to(self.cond_embed.weight.dtype)),
             # mpi_regions: [B, T, H, W] -> [B * T, H, W]
-            regions=mpi_regions.flatten(0, 1),
+            regions=mpi_regions.flatten(0, 1).to(sample.device),
             # k: [B, T] -> [B * T, 32]
             k_embedding=fourier_k(k.reshape(batch * frames)),
             latent_size=(height, width),
