@@ -210,3 +210,23 @@ def test_from_checkpoint_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="not a Lightning checkpoint"):
         AnyToBokeh.from_checkpoint(tmp_path / "plain.pt", model)
+
+
+def test_weight_variants(tmp_path):
+    from diffusers import StableVideoDiffusionPipeline
+
+    from any2bokeh.models import tiny_svd_components
+
+    components = tiny_svd_components(seed=2)
+    for name in ("unet", "vae", "image_encoder"):
+        components[name].half()
+    StableVideoDiffusionPipeline(**components).save_pretrained(tmp_path, variant="fp16")
+    model = AnyToBokeh.from_svd(tmp_path, variant="fp16", dtype="fp16")
+    assert torch.equal(model.unet.unet.conv_in.weight, components["unet"].conv_in.weight)
+    with pytest.raises(FileNotFoundError, match=r"no weights .*unet \(variants present: \['fp16'\]: pass variant="):
+        AnyToBokeh.from_svd(tmp_path)
+    # with full-precision weights beside the fp16 ones, an absent variant is still named
+    unet = tmp_path / "unet"
+    save_file(load_file(unet / "diffusion_pytorch_model.fp16.safetensors"), unet / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"no bf16 weights .*unet \(variants present: \['fp16'\]"):
+        AnyToBokeh.from_svd(tmp_path, variant="bf16")

@@ -64,12 +64,14 @@ def _check_svd_folder(folder: Path, subfolders: tuple[str, ...], variant: str | 
             raise FileNotFoundError(f"missing {config} (the {name} config)")
         if name == "feature_extractor":
             continue
-        weights = [path.name for path in (folder / name).iterdir() if path.suffix in (".safetensors", ".bin")]
-        if variant is not None:
-            weights = [weight for weight in weights if f".{variant}." in weight]
-        if not weights:
+        files = [path for path in (folder / name).iterdir() if path.suffix in (".safetensors", ".bin")]
+        # "model.safetensors" or shards "model-00001-of-00002.safetensors"; a variant adds ".fp16" to the stem
+        variants = {path.stem.split(".", 1)[1].split("-")[0] if "." in path.stem else None for path in files}
+        if variant not in variants:
             wanted = f"{variant} " if variant else ""
-            raise FileNotFoundError(f"no {wanted}weights (*.safetensors or *.bin) in {folder / name}")
+            present = sorted(name for name in variants if name)
+            found = f" (variants present: {present}: pass variant=)" if present else ""
+            raise FileNotFoundError(f"no {wanted}weights (*.safetensors or *.bin) in {folder / name}{found}")
 
 
 def _check_loading_info(source: str, info: dict) -> None:
