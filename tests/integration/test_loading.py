@@ -227,6 +227,7 @@ def test_weight_variants(tmp_path):
         AnyToBokeh.from_svd(tmp_path)
     # with full-precision weights beside the fp16 ones, an absent variant is still named
     unet = tmp_path / "unet"
-    save_file(load_file(unet / "diffusion_pytorch_model.fp16.safetensors"), unet / "diffusion_pytorch_model.safetensors")
+    full = load_file(unet / "diffusion_pytorch_model.fp16.safetensors")
+    save_file(full, unet / "diffusion_pytorch_model.safetensors")
     with pytest.raises(FileNotFoundError, match=r"no bf16 weights .*unet \(variants present: \['fp16'\]"):
         AnyToBokeh.from_svd(tmp_path, variant="bf16")
