@@ -38,12 +38,25 @@ def test_wraps_with_every_original_parameter_kept(wrapped):
     assert sum(p.numel() for p in model.parameters()) == SVD_UNET_PARAMETERS + new
     # SVD has 16 spatial transformer blocks: 3 x 2 down, 1 mid, 3 x 3 up
     assert len(model.mpi_blocks) == 16
-    assert sorted({mpi.level for mpi in model.mpi_blocks}) == [0, 1, 2, 3]
+    # down block i -> level i, mid -> N - 1, up block i -> N - 1 - i
+    levels = {path.split(".attentions")[0]: mpi.level for path, mpi in zip(model.mpi_block_paths, model.mpi_blocks)}
+    assert levels == {
+        "unet.down_blocks.0": 0,
+        "unet.down_blocks.1": 1,
+        "unet.down_blocks.2": 2,
+        "unet.mid_block": 3,
+        "unet.up_blocks.1": 2,
+        "unet.up_blocks.2": 1,
+        "unet.up_blocks.3": 0,
+    }
+    temporal = [name for name, _ in model.temporal_parameters()]
+    assert temporal and not any(".transformer_blocks." in name or "spatial_res_block" in name for name in temporal)
 
 
-def test_forward_runs_under_fake_tensors(fake_mode, wrapped):
+@pytest.mark.parametrize("height, width", [(16, 16), (9, 13)])
+def test_forward_runs_under_fake_tensors(fake_mode, wrapped, height, width):
     model, _ = wrapped
-    batch, frames, height, width = 1, 2, 16, 16
+    batch, frames = 1, 2
     with fake_mode, torch.no_grad():
         output = model(
             torch.randn(batch, frames, 8, height, width),

@@ -11,8 +11,9 @@ Only the visual tokens' outputs are kept (TS), so only they are used as queries.
 
 Two choices of this implementation:
 - The keys (visual and condition) are average-pooled to at most `max_key_tokens` per set (576 by default),
-  while the queries stay at full resolution (`max_key_tokens=None` attends at the block grid, as the paper). Attending to a second full-resolution token set in the shallow
-  blocks would add ~47% FLOPs at 576x1024; pooled keys add ~13% (benchmarks/model.py).
+  while the queries stay at full resolution; `max_key_tokens=None` attends at the block grid, as the paper
+  does. A second full-resolution token set in the shallow blocks would add ~47% FLOPs at 576x1024; pooled
+  keys add ~13% (benchmarks/model.py).
 - The binary mask of a level is area-resized to the key grid and a key is allowed when any pixel under it
   is, so thin in-focus structures survive coarse grids.
 
@@ -205,7 +206,10 @@ class MPIAttention(nn.Module):
         nn.init.zeros_(self.k_proj[-1].bias)
 
     def extra_repr(self) -> str:
-        return f"level={self.level}, scale={self.scale}, heads={self.num_heads}, max_key_tokens={self.max_key_tokens}"
+        return (
+            f"level={self.level}, scale={self.scale}, heads={self.num_heads}, "
+            f"max_key_tokens={self.max_key_tokens}"
+        )
 
     def forward(self, hidden_states: torch.Tensor, inputs: MPIInputs) -> torch.Tensor:
         """hidden_states: [batch * frames, h * w, dim] -> same shape."""
@@ -264,7 +268,8 @@ class MPITransformerBlock(BasicTransformerBlock):
     def adopt(cls, block: BasicTransformerBlock, mpi: MPIAttention, state: MPIState) -> "MPITransformerBlock":
         if not isinstance(block, BasicTransformerBlock) or isinstance(block, MPITransformerBlock):
             raise ValueError(
-                f"MPITransformerBlock.adopt: expected a plain BasicTransformerBlock, got {type(block).__name__} "
+                "MPITransformerBlock.adopt: expected a plain BasicTransformerBlock, "
+                f"got {type(block).__name__} "
                 "(a UNet can be wrapped by one BokehUNet only)"
             )
         if block.norm_type != "layer_norm" or block.pos_embed is not None or block.only_cross_attention:
