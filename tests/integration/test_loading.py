@@ -207,6 +207,11 @@ def test_from_checkpoint_errors(tmp_path):
         AnyToBokeh.from_checkpoint(
             lightning_checkpoint(AnyToBokeh.tiny(), tmp_path / "clip.ckpt"), model
         )
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["state_dict"]["net.vae.skip_convs.0.weight"] = torch.zeros(1, 1, 1, 1)
+    torch.save(checkpoint, tmp_path / "reshaped.ckpt")
+    with pytest.raises(ValueError, match=r"(?s)does not fit the model: .*size mismatch for vae.skip_convs.0.weight"):
+        AnyToBokeh.from_checkpoint(tmp_path / "reshaped.ckpt", model)
     torch.save({"weights": 1}, tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="not a Lightning checkpoint"):
         AnyToBokeh.from_checkpoint(tmp_path / "plain.pt", model)

@@ -392,7 +392,8 @@ class AnyToBokeh(nn.Module):
         ckpt_path = Path(ckpt_path)
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"no checkpoint file at {os.fspath(ckpt_path)!r}")
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        # mmap: the optimizer state in the file is never read into memory
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
             raise ValueError(f"{ckpt_path} is not a Lightning checkpoint: no 'state_dict' (found {keys})")
@@ -424,7 +425,10 @@ class AnyToBokeh(nn.Module):
                 options.pop("source", None)
                 model = cls.from_svd(model, **options)
 
-        result = model.load_state_dict(state, strict=False)
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as error:  # tensors of another shape: another architecture or option
+            raise ValueError(f"{ckpt_path} (prefix {prefix!r}) does not fit the model: {error}") from error
         if strict and (result.missing_keys or result.unexpected_keys):
             raise ValueError(
                 f"{ckpt_path} (prefix {prefix!r}) does not match the model: missing {len(result.missing_keys)} "
