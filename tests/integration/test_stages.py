@@ -4,6 +4,8 @@ from functools import partial
 
 import pytest
 import torch
+from lightning.pytorch import Callback, Trainer
+from torch.utils.data import DataLoader
 
 from any2bokeh.models import AnyToBokeh
 from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
@@ -72,6 +74,25 @@ def test_frozen_parts_stay_in_eval_mode(tiny_net_factory):
     assert temporal.training
     module.eval()
     assert not temporal.training
+
+
+def test_frozen_parts_are_in_eval_mode_while_fitting(tiny_net_factory, tmp_path):
+    modes = []
+
+    class RecordModes(Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            net = module.net
+            modes.append((net.vae.training, net.unet.unet.conv_in.training, net.unet.unet.down_blocks[0].training))
+
+    module = Stage2TemporalRefinement(tiny_net_factory(), OPTIMIZER)
+    module.eval()  # whatever the mode before fitting
+    trainer = Trainer(
+        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[RecordModes()], default_root_dir=tmp_path, limit_val_batches=0,
+    )
+    trainer.fit(module, DataLoader([batch()] * 2, batch_size=None))
+    # VAE and the frozen input conv in eval mode; the block holding temporal layers trains
+    assert modes == [(False, False, True)] * 2
 
 
 def test_optimizer_gets_exactly_the_trainable_parameters(tiny_net_factory):

@@ -97,6 +97,7 @@ class BokehModule(LightningModule):
         self._select_trainable()
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
+        self.train(self.training)
 
     # ---------------------------------------------------------------- parameter selection
     def trainable_parameters(self) -> Iterable[Tensor]:
@@ -116,6 +117,10 @@ class BokehModule(LightningModule):
     def trainable_parameter_names(self) -> list[str]:
         """Names (relative to `net`) of the parameters this stage trains."""
         return [name for name, p in self.net.named_parameters() if p.requires_grad]
+
+    def on_fit_start(self) -> None:
+        # Lightning does not call train() when fitting starts; this applies the frozen parts' eval mode
+        self.train()
 
     def train(self, mode: bool = True) -> BokehModule:
         # Frozen parts stay in eval mode: no dropout noise, and no running statistics move.
