@@ -141,6 +141,11 @@ def test_missing_init_from_is_an_error(tmp_path):
         check_train_config(cfg)
 
 
+def test_frame_size_must_fit_the_model(tmp_path):
+    with pytest.raises(ValueError, match="data.height=30 and data.width=32 must be multiples of 4"):
+        train(tiny_config(tmp_path, "data.height=30"))
+
+
 def net_state(ckpt_path):
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
     return {key[len("net.") :]: value for key, value in state.items() if key.startswith("net.")}

@@ -50,3 +50,15 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ValueError(
             f"the run never stops: set trainer.max_steps or trainer.max_epochs (got {max_steps}, {max_epochs})"
         )
+
+
+def check_frame_size(data_cfg: DictConfig, multiple: int) -> None:
+    """The clips' height and width must be multiples of the network's downsampling (64 for SVD)."""
+    height, width = data_cfg.get("height"), data_cfg.get("width")
+    if height is None or width is None:
+        return
+    if height % multiple or width % multiple:
+        raise ValueError(
+            f"data.height={height} and data.width={width} must be multiples of {multiple} for this model "
+            f"(e.g. {max(multiple, height // multiple * multiple)}x{max(multiple, width // multiple * multiple)})"
+        )

@@ -11,7 +11,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from any2bokeh.training.checks import check_train_config
+from any2bokeh.training.checks import check_frame_size, check_train_config
 from any2bokeh.training.instantiate import build_net, instantiate_callbacks, instantiate_loggers, log_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     log.info(f"Instantiating datamodule <{cfg.data._target_}>")
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     net = build_net(cfg.model, cfg.get("init_from"))
+    check_frame_size(cfg.data, net.size_multiple)
     log.info(f"Instantiating module <{cfg.module._target_}>")
     model: L.LightningModule = hydra.utils.instantiate(cfg.module, net=net)
 
