@@ -76,6 +76,7 @@ def test_frozen_parts_stay_in_eval_mode(tiny_net_factory):
     assert not temporal.training
 
 
+@pytest.mark.slow
 def test_frozen_parts_are_in_eval_mode_while_fitting(tiny_net_factory, tmp_path):
     modes = []
 
