@@ -9,7 +9,8 @@ first and compositing the averages (the "product approximation") is exact wherev
 the lens footprint, and wrong where a defocused edge overlaps another defocused, textured layer. So the lens is
 split into sub-apertures (cells of a square grid over the lens disc); each sub-aperture is rendered with the product
 approximation and the sub-aperture sums are added. Inside a small sub-aperture the footprints shrink, and the
-approximation error shrinks with them. The number of cells grows with the largest blur radius.
+approximation error shrinks with them. The lens grid has ceil(R / 12 px) cells per side for a largest blur radius R,
+and at least 2 when two or more layers are defocused.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ def _render_one(images, alphas, c, K, d_f, lens, cells_per_side):
     shifts = (lens * K)[None] * delta[:, None, None]
     radius = float(shifts.abs().max())
     if cells_per_side is None:
-        cells_per_side = max(1, math.ceil(radius / CELL_RADIUS_PX))
+        # with at most one moving layer compositing is exact; otherwise even sub-pixel shifts of two sharp layers
+        # gain from splitting the lens
+        moving = int((delta != 0).sum()) if K > 0 else 0
+        cells_per_side = 1 if moving < 2 else max(2, math.ceil(radius / CELL_RADIUS_PX))
     cells = lens_cells(lens, cells_per_side)
 
     # MPIB's per-sample thresholds, applied per pixel: contribution alpha skips < 0.01; transmittance stops > 0.99
