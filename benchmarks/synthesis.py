@@ -9,7 +9,7 @@
 
     python benchmarks/synthesis.py                                   # GPU: full exact ray tracing
     python benchmarks/synthesis.py --device cpu --lens-fraction 0.015625 --psnr-rows 16 \
-        --throughput-size 576x1024 --throughput-size 144x256 --workers 2 --clips 4
+        --throughput-size 576x1024 --throughput-size 144x256 --workers 2 --clips 12
 """
 
 from __future__ import annotations
@@ -39,13 +39,14 @@ def datamodule_throughput(
 ) -> dict:
     """Pairs per second through the train loader and the rendering hook, batch size 1.
 
-    The first clip is left out of the timing (worker start-up, FFT plans).
+    The first 1 + 2 * workers clips are left out of the timing: worker start-up, FFT plans, and
+    the clips the workers prefetch (2 each) while the first one renders.
     """
     dm = SyntheticBokehDataModule(
         ProceduralForegrounds(num_clips=1000, size=height, seed=seed),
         ProceduralBackgrounds(num_images=1000, size=(height, width), seed=seed),
         num_frames=num_frames, height=height, width=width, batch_size=1, num_workers=workers,
-        train_size=clips + 1, seed=seed,
+        train_size=clips + 1 + 2 * workers, seed=seed,
     )
     dm.setup("fit")
     device = torch.device(device)
@@ -58,20 +59,36 @@ def datamodule_throughput(
             torch.cuda.synchronize(device)
         return batch
 
-    next_pair()
+    for _ in range(1 + 2 * workers):
+        next_pair()
     start = time.perf_counter()
     for _ in range(clips):
         next_pair()
     seconds = time.perf_counter() - start
+
+    # The two parts alone, in this process: scene sampling (a worker's job) and rendering.
+    dataset, sample_s, render_s = dm.dataset("train"), [], []
+    for index in range(min(3, clips)):
+        begin = time.perf_counter()
+        sample = dataset[index]
+        sample_s.append(time.perf_counter() - begin)
+        begin = time.perf_counter()
+        dm.on_after_batch_transfer({name: value[None].to(device) for name, value in sample.items()}, 0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        render_s.append(time.perf_counter() - begin)
     return dict(height=height, width=width, num_frames=num_frames, workers=workers, clips=clips, device=str(device),
-                pairs_per_second=clips / seconds, seconds_per_pair=seconds / clips)
+                pairs_per_second=clips / seconds, seconds_per_pair=seconds / clips,
+                sampling_seconds=sum(sample_s) / len(sample_s), render_seconds=sum(render_s) / len(render_s))
 
 
 def throughput_table(results: list[dict]) -> str:
-    rows = ["| resolution | frames / pair | workers | device | pairs / s | s / pair |", "|---|---|---|---|---|---|"]
+    rows = ["| resolution | frames / pair | workers | device | pairs / s | s / pair | sampling s / pair (one process) "
+            "| rendering s / pair |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         rows.append(f"| {r['width']}x{r['height']} | {r['num_frames']} | {r['workers']} | {r['device']} | "
-                    f"{r['pairs_per_second']:.3f} | {r['seconds_per_pair']:.1f} |")
+                    f"{r['pairs_per_second']:.3f} | {r['seconds_per_pair']:.2f} | {r['sampling_seconds']:.2f} | "
+                    f"{r['render_seconds']:.2f} |")
     return "\n".join(rows)
 
 
@@ -89,7 +106,7 @@ def main() -> None:
     parser.add_argument("--throughput-size", type=_size, action="append", help="HxW, repeatable (default 576x1024)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--clips", type=int, default=4)
+    parser.add_argument("--clips", type=int, default=12)
     args = parser.parse_args()
 
     print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -104,7 +121,8 @@ def main() -> None:
         print(render.format_table(result))
     results = [datamodule_throughput(h, w, args.frames, args.workers, args.clips, args.device)
                for h, w in (args.throughput_size or [(576, 1024)])]
-    print("\nSyntheticBokehDataModule throughput (procedural sources, batch 1, render_layers on the device):")
+    print(f"\nSyntheticBokehDataModule throughput (procedural sources, batch 1, render_layers on the device, "
+          f"{args.clips} clips timed after {1 + 2 * args.workers}):")
     print(throughput_table(results))
 
 
