@@ -15,6 +15,7 @@ CONF = ROOT / "conf"
 TINY_RUN = [
     "model=svd_tiny",
     "hardware=cpu",
+    "cpu_threads=1",
     "logger=csv",
     "data.num_frames=2",
     "data.height=32",

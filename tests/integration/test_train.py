@@ -86,12 +86,18 @@ def test_wandb_runs_of_one_sweep_share_a_group(tmp_path):
 
 
 def test_nan_loss_stops_the_run(tmp_path, monkeypatch):
+    threads = []
+
     def nan_latents(self, *args, aif_latents, **kwargs):
+        threads.append(torch.get_num_threads())
         return torch.full_like(aif_latents, float("nan"))
 
     monkeypatch.setattr(AnyToBokeh, "predict_latents", nan_latents)
+    before = torch.get_num_threads()
     with pytest.raises(FloatingPointError, match="training loss is nan at global step 0"):
-        train(tiny_config(tmp_path))
+        train(tiny_config(tmp_path, "cpu_threads=1"))
+    # cpu_threads holds during the run only, even one that fails
+    assert threads == [1] and torch.get_num_threads() == before
 
 
 def test_optimized_metric_must_be_logged():

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from any2bokeh.training.checks import check_frame_size, check_train_config
@@ -26,6 +29,25 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         loggers, trainer.
     """
     check_train_config(cfg)
+    with torch_threads(cfg.get("cpu_threads")):
+        return _train(cfg)
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run with `count` intra-op CPU threads (None: PyTorch's choice), then restore the previous count."""
+    if count is not None and count < 1:
+        raise ValueError(f"cpu_threads must be >= 1 or null, got {count}")
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
