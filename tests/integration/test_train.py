@@ -1,5 +1,6 @@
 """train(cfg) end to end: resuming, testing, DDP, multirun, wandb, failure modes."""
 
+import os
 import subprocess
 import sys
 
@@ -46,16 +47,20 @@ def test_two_process_cpu_ddp(tmp_path):
 
 
 @pytest.mark.slow
-def test_multirun_puts_each_seed_in_its_own_folder(tmp_path):
-    sweep = tmp_path / "sweep"
-    command = [sys.executable, "train.py", "-m", "experiment=quickstart", "seed=1,2", *TINY_RUN]
+def test_multirun_puts_each_seed_in_its_own_folder_and_wandb_run(tmp_path):
+    sweep = tmp_path / "grid-7"
+    overrides = [override for override in TINY_RUN if not override.startswith("logger=")]
+    command = [sys.executable, "train.py", "-m", "experiment=quickstart", "seed=1,2", *overrides, "logger=wandb"]
     command += [f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp_path}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     for job, seed in (("0", 1), ("1", 2)):
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
         assert f"seed={seed}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
-        assert (sweep / job / "csv" / "metrics.csv").is_file()
+        # one wandb run per job (their group and names: test_wandb_runs_of_one_sweep_share_a_group)
+        (run,) = (sweep / job / "wandb").glob("offline-run-*")
+        assert list(run.glob("files/media/videos/**/*.mp4"))
 
 
 @pytest.mark.slow
