@@ -108,3 +108,16 @@ def write_corrupt_mp4(path: str | Path, size: int = 2048, seed: int = 0) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
     return path
+
+
+def write_matting_tree(root: Path) -> None:
+    """The layout conf/data/matting.yaml reads: a VideoMatte240K clip, two AM-2k mattes, two BG-20k images."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    alpha = np.zeros((4, 32, 32), dtype=np.uint8)
+    alpha[:, 8:24, 8:24] = 255
+    write_videomatte_clip(root / "VideoMatte240K" / "train", "clip0", rgb, alpha)
+    write_image_mattes(root / "AM-2k/train/original", root / "AM-2k/train/mask", n=2)
+    (root / "BG-20k/train").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(root / f"BG-20k/train/bg{i}.jpg")

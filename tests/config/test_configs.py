@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from any2bokeh.callbacks import VideoLogger
 from any2bokeh.training import check_train_config, compose_train_config, train
 from any2bokeh.training.instantiate import without_hydra
-from tests.config.test_data_configs import write_matting_tree
+from tests.video_files import write_matting_tree
 from tests.train_configs import CONF, TINY_RUN, tiny_config
 
 GROUPS = ("stage", "hardware", "logger", "callbacks", "experiment", "hydra", "paths", "data", "model")

@@ -8,9 +8,9 @@ from PIL import Image
 
 from any2bokeh.data import AssetError, SceneConfig, SyntheticBokehDataModule
 from any2bokeh.data.dataset import BATCH_KEYS, ConcatSource
+from tests.video_files import write_matting_tree
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-TESTS = Path(__file__).resolve().parents[1]
 
 
 def compose_data(name: str, *overrides: str):
@@ -29,23 +29,6 @@ def test_procedural_composes_instantiates_and_renders(tmp_path):
     batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert tuple(batch) == BATCH_KEYS
     assert batch["bokeh"].shape == (1, 2, 3, 32, 48)
-
-
-def write_matting_tree(root: Path) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("video_files", TESTS / "video_files.py")
-    video_files = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(video_files)
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    alpha = np.zeros((4, 32, 32), dtype=np.uint8)
-    alpha[:, 8:24, 8:24] = 255
-    video_files.write_videomatte_clip(root / "VideoMatte240K" / "train", "clip0", rgb, alpha)
-    video_files.write_image_mattes(root / "AM-2k/train/original", root / "AM-2k/train/mask", n=2)
-    (root / "BG-20k/train").mkdir(parents=True)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(root / f"BG-20k/train/bg{i}.jpg")
 
 
 def test_matting_composes_and_instantiates_on_a_data_folder(tmp_path):
