@@ -236,3 +236,27 @@ def test_weight_variants(tmp_path):
     save_file(full, unet / "diffusion_pytorch_model.safetensors")
     with pytest.raises(FileNotFoundError, match=r"no bf16 weights .*unet \(variants present: \['fp16'\]"):
         AnyToBokeh.from_svd(tmp_path, variant="bf16")
+
+
+def test_no_dtype_loads_every_component_in_float32(tmp_path):
+    """The hub's layout: full-precision and fp16 files side by side, the image encoder's config saying float16.
+
+    Without a dtype, diffusers loads the UNet and VAE in float32; the image encoder must follow, not the dtype
+    in its config, which would round the full-precision weights to fp16.
+    """
+    from diffusers import StableVideoDiffusionPipeline
+
+    from any2bokeh.models import tiny_svd_components
+
+    components = tiny_svd_components(seed=3)
+    StableVideoDiffusionPipeline(**components).save_pretrained(tmp_path)
+    full = {name: p.detach().clone() for name, p in components["image_encoder"].named_parameters()}
+    for name in ("unet", "vae", "image_encoder"):
+        components[name].half()
+    StableVideoDiffusionPipeline(**components).save_pretrained(tmp_path, variant="fp16")
+    config = json.loads((tmp_path / "image_encoder" / "config.json").read_text())
+    assert config.get("dtype", config.get("torch_dtype")) == "float16"
+    models = {variant: AnyToBokeh.from_svd(tmp_path, variant=variant) for variant in (None, "fp16")}
+    for variant, model in models.items():
+        assert {p.dtype for p in model.parameters()} == {torch.float32}, variant
+    assert all(torch.equal(p, full[name]) for name, p in models[None].image_encoder.named_parameters())

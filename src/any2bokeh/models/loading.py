@@ -96,7 +96,7 @@ def load_svd_components(
         pretrained: a local diffusers-format SVD folder (img2vid or img2vid-xt layout: unet/, vae/,
             image_encoder/, feature_extractor/) or a hub id, which must be in the local cache when offline.
         use_image_encoder: also load image_encoder/ and feature_extractor/.
-        dtype: weights dtype (None: as stored).
+        dtype: weights dtype (None: float32, whatever the files or configs hold).
         variant: weight-file variant, e.g. "fp16" for `diffusion_pytorch_model.fp16.safetensors`.
         cache_dir: the hub cache to read a hub id from (None: the default, HF_HUB_CACHE).
 
@@ -136,9 +136,12 @@ def load_svd_components(
         _check_loading_info(f"{source}/{subfolder}", info)
         components[subfolder] = model
     if use_image_encoder:
+        # diffusers loads into float32 when no dtype is given; transformers would take the dtype written in
+        # the config, float16 where fp16 variants were saved beside the full-precision files, and round to it
+        clip_weights = {**weights, "torch_dtype": dtype or torch.float32}
         encoder, info = load(
             "image_encoder",
-            lambda: CLIPVisionModelWithProjection.from_pretrained(source, subfolder="image_encoder", **weights),
+            lambda: CLIPVisionModelWithProjection.from_pretrained(source, subfolder="image_encoder", **clip_weights),
         )
         _check_loading_info(f"{source}/image_encoder", info)
         components["image_encoder"] = encoder

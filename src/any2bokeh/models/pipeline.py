@@ -234,7 +234,7 @@ class AnyToBokeh(nn.Module):
             pretrained: folder with unet/, vae/, image_encoder/, feature_extractor/, or a hub id.
             use_image_encoder: load CLIP for a per-frame context; False gives a zero context.
             gradient_checkpointing: checkpoint the UNet and VAE blocks.
-            dtype: weights dtype, e.g. torch.bfloat16 or "bf16" (None: as stored).
+            dtype: weights dtype, e.g. torch.bfloat16 or "bf16" (None: float32).
             variant: weight-file variant, e.g. "fp16".
             cache_dir: the hub cache for a hub id (None: the default).
             options: `AnyToBokehOptions` fields (n_planes, mpi_alpha, fps, timestep, ...).
