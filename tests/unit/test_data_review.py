@@ -2,6 +2,8 @@
 alignment, clip timing, seeding and the test-set export, measured on generated scenes."""
 
 import ast
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from any2bokeh.data.assets import VideoMatteForegrounds
 from any2bokeh.data.dataset import SyntheticBokehDataset, render_batch
 from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 from any2bokeh.data.scenes import VISIBLE_ALPHA, SceneConfig, sample_scene
+from any2bokeh.data.testset import TestSetDataset, export_testset
 from tests.video_files import write_videomatte_clip
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "src" / "any2bokeh" / "data"
@@ -177,3 +180,17 @@ def test_data_code_draws_no_global_random_numbers():
                     found.append(f"{path.name}:{node.lineno} {callee}")
     assert not found, found
 
+
+def test_exported_test_set_is_readable_like_any_other_file(tmp_path):
+    """The temporary folder and file of the atomic writes must not leave the set private to its writer."""
+    previous = os.umask(0o022)
+    try:
+        fg, bg = procedural(16, 16)
+        out = export_testset(tmp_path / "set", num_videos=1, num_frames=2, height=16, width=16, foregrounds=fg,
+                             backgrounds=bg, samples_per_side=5)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((out / "testset.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((out / "video_0000").stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "video_0000" / "meta.json").stat().st_mode) == 0o644
+    assert len(TestSetDataset(out)) == 1

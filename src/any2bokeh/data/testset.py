@@ -77,10 +77,18 @@ def _write_video(folder: Path, sample: dict[str, torch.Tensor]) -> None:
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def _write_json_atomic(path: Path, content: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(content, f, indent=1)
+    # mkstemp makes the file private (0600); give it the permissions of any other new file.
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
 
 
@@ -128,6 +136,8 @@ def export_testset(
             continue
         sample = dataset.render_sample(i, device=device)
         tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".tmp_{name}_"))
+        # mkdtemp makes the folder private (0700); give it the permissions of any other new folder.
+        os.chmod(tmp, 0o777 & ~_umask())
         try:
             _write_video(tmp, sample)
             os.replace(tmp, out / name)
