@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from any2bokeh.data import SyntheticBokehDataModule
 from any2bokeh.data.assets import VideoMatteForegrounds
@@ -16,7 +17,7 @@ from any2bokeh.data.dataset import SyntheticBokehDataset, render_batch
 from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 from any2bokeh.data.scenes import VISIBLE_ALPHA, SceneConfig, sample_scene
 from any2bokeh.data.testset import TestSetDataset, export_testset
-from tests.video_files import write_videomatte_clip
+from tests.video_files import write_frame_folder, write_videomatte_clip
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "src" / "any2bokeh" / "data"
 
@@ -194,3 +195,21 @@ def test_exported_test_set_is_readable_like_any_other_file(tmp_path):
     assert stat.S_IMODE((out / "video_0000").stat().st_mode) == 0o755
     assert stat.S_IMODE((out / "video_0000" / "meta.json").stat().st_mode) == 0o644
     assert len(TestSetDataset(out)) == 1
+
+
+def test_frame_folders_play_in_frame_number_order_without_zero_padding(tmp_path):
+    """frame_2 comes before frame_10: unpadded frame names must not reorder the clip."""
+    n = 12
+    levels = (20 * np.arange(n)).astype(np.uint8)
+    for sub in ("fgr", "pha"):
+        folder = tmp_path / sub / "clip"
+        folder.mkdir(parents=True)
+        for t in range(n):
+            Image.fromarray(np.full((8, 8, 3), levels[t], np.uint8)).save(folder / f"frame_{t + 1}.png")
+    rgb, _ = VideoMatteForegrounds(tmp_path).load(0, list(range(n)))
+    torch.testing.assert_close(rgb.mean(dim=(1, 2, 3)) * 255, torch.tensor(levels, dtype=torch.float32), rtol=0, atol=1e-3)
+    # Zero-padded names keep their order.
+    write_frame_folder(tmp_path / "padded" / "fgr" / "clip", np.broadcast_to(levels[:, None, None, None], (n, 8, 8, 3)))
+    write_frame_folder(tmp_path / "padded" / "pha" / "clip", np.broadcast_to(levels[:, None, None, None], (n, 8, 8, 3)))
+    rgb, _ = VideoMatteForegrounds(tmp_path / "padded").load(0, [11, 0, 5])
+    torch.testing.assert_close(rgb.mean(dim=(1, 2, 3)) * 255, torch.tensor(levels[[11, 0, 5]], dtype=torch.float32), rtol=0, atol=1e-3)

@@ -15,6 +15,7 @@ Anything wrong with the files on disk raises ``AssetError`` naming the path.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +101,16 @@ def _list_files(folder: Path, extensions: Sequence[str], recursive: bool = False
     )
 
 
+def _frame_number_order(path: Path) -> tuple:
+    """Sort key that reads digit runs as numbers, so that frame_2 comes before frame_10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
+
+
+def _list_frames(folder: Path) -> list[Path]:
+    """The frames of a frame-folder clip, in frame-number order (zero padding not needed)."""
+    return sorted(_list_files(folder, IMAGE_EXTENSIONS), key=_frame_number_order)
+
+
 def _require_folder(folder: str | Path, what: str) -> Path:
     folder = Path(folder).expanduser()
     if not folder.exists():
@@ -177,8 +188,8 @@ class VideoMatteForegrounds(ForegroundSource):
 
     Either ``root/fgr/NAME.mp4`` with ``root/pha/NAME.mp4`` (decoded with decord; only the
     requested frames are read), or frame folders ``root/fgr/NAME/*.jpg|png`` with
-    ``root/pha/NAME/*``. Both layouts may be mixed, clip by clip. Alpha is read from the first
-    channel of the ``pha`` frames.
+    ``root/pha/NAME/*`` (frames in frame-number order: ``frame_2`` before ``frame_10``). Both
+    layouts may be mixed, clip by clip. Alpha is read from the first channel of the ``pha`` frames.
 
     Names must match between ``fgr`` and ``pha`` (checked here). Frame counts and frame sizes are
     checked the first time a clip is used, so that opening a large set stays quick.
@@ -230,7 +241,7 @@ class VideoMatteForegrounds(ForegroundSource):
     @staticmethod
     def _count_frames(path: Path) -> int:
         if path.is_dir():
-            return len(_list_files(path, IMAGE_EXTENSIONS))
+            return len(_list_frames(path))
         return len(_open_video(path))
 
     def _load(self, index: int, frame_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,7 +257,7 @@ class VideoMatteForegrounds(ForegroundSource):
     def _read_frames(self, path: Path, frame_ids: list[int], mode: str) -> torch.Tensor:
         """Frames of a video file or frame folder as float32 [T, C, h, w], C = 3 (RGB) or 1 (L)."""
         if path.is_dir():
-            files = _list_files(path, IMAGE_EXTENSIONS)
+            files = _list_frames(path)
             # No JPEG draft here: fgr and pha must shrink to exactly the same size.
             frames = [_read_image(files[i], mode, None) for i in frame_ids]
             sizes = {tuple(frame.shape[-2:]) for frame in frames}
