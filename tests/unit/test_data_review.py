@@ -213,3 +213,16 @@ def test_frame_folders_play_in_frame_number_order_without_zero_padding(tmp_path)
     write_frame_folder(tmp_path / "padded" / "pha" / "clip", np.broadcast_to(levels[:, None, None, None], (n, 8, 8, 3)))
     rgb, _ = VideoMatteForegrounds(tmp_path / "padded").load(0, [11, 0, 5])
     torch.testing.assert_close(rgb.mean(dim=(1, 2, 3)) * 255, torch.tensor(levels[[11, 0, 5]], dtype=torch.float32), rtol=0, atol=1e-3)
+
+
+def test_resuming_an_export_with_other_settings_is_refused(tmp_path):
+    """Videos kept from an earlier export must have been drawn with the same settings."""
+    fg, bg = procedural(16, 16)
+    options = dict(num_videos=1, height=16, width=16, foregrounds=fg, backgrounds=bg, samples_per_side=5)
+    out = export_testset(tmp_path / "set", num_frames=2, **options)
+    export_testset(out, num_frames=2, **options)  # same settings: resumes (nothing to do)
+    with pytest.raises(ValueError, match="num_frames"):
+        export_testset(out, num_frames=3, **options)
+    with pytest.raises(ValueError, match="k_values"):
+        export_testset(out, num_frames=2, scene={"k_values": (4.0,)}, **options)
+    assert TestSetDataset(out)[0]["k"].shape == (2,)

@@ -12,7 +12,7 @@ Layout under the output folder:
     video_0000/bokeh/00000.png   ground-truth bokeh, 8-bit RGB
     video_0000/disparity/00000.png  normalized disparity (over the clip), 16-bit grey: d * 65535
     video_0000/mask/00000.png    subject mask, 8-bit grey
-    video_0000/meta.json         per-frame disp_focus and k, exact
+    video_0000/meta.json         per-frame disp_focus and k, exact; the settings it was drawn with
 
 Writes are atomic: each video is written into a hidden temporary folder and renamed into place
 when complete, and testset.json is replaced in one rename at the end. An interrupted export
@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
     return array[..., 0] if array.shape[-1] == 1 else array
 
 
-def _write_video(folder: Path, sample: dict[str, torch.Tensor]) -> None:
+def _write_video(folder: Path, sample: dict[str, torch.Tensor], settings: dict) -> None:
     for key, name in FOLDERS.items():
         (folder / name).mkdir(parents=True)
     for t in range(sample["aif"].shape[0]):
@@ -73,8 +74,19 @@ def _write_video(folder: Path, sample: dict[str, torch.Tensor]) -> None:
         Image.fromarray(_to_uint8(sample["subject_mask"][t])).save(folder / "mask" / f"{t:05d}.png")
         disparity = (sample["disparity"][t, 0].clamp(0, 1) * 65535).round().cpu().numpy().astype(np.uint16)
         Image.fromarray(disparity).save(folder / "disparity" / f"{t:05d}.png")
-    meta = {"disp_focus": sample["disp_focus"].tolist(), "k": sample["k"].tolist()}
+    meta = {"disp_focus": sample["disp_focus"].tolist(), "k": sample["k"].tolist(), "settings": settings}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def _check_kept_video(meta_path: Path, settings: dict) -> None:
+    """A video kept from an earlier run must have been drawn with the same settings."""
+    kept = json.loads(meta_path.read_text()).get("settings") or {}
+    differ = sorted(name for name in settings.keys() | kept.keys() if kept.get(name) != settings.get(name))
+    if differ:
+        raise ValueError(
+            f"{meta_path.parent} was exported with other settings ({', '.join(differ)}); "
+            f"export into a new folder or delete the old test set"
+        )
 
 
 def _umask() -> int:
@@ -110,6 +122,9 @@ def export_testset(
 ) -> Path:
     """Render and write the test set to out_dir; videos already complete there are kept.
 
+    A kept video must have been exported with the same settings (sizes, seed, renderer, scene),
+    else this raises a ValueError; the sources are not compared.
+
     foregrounds, backgrounds: sources (default: procedural ones with seeds unseen in training).
     scene: default `evaluation_scene_config()` (K in {4, 8, 16, 32}). Video i is clip i of the
     "test" split with this seed, so the export is reproducible. Returns out_dir.
@@ -128,18 +143,24 @@ def export_testset(
         seed=seed, scene=scene, renderer=renderer, samples_per_side=samples_per_side,
     )
     names = [f"video_{i:04d}" for i in range(num_videos)]
+    # Everything a video depends on besides its sources, as JSON reads it back.
+    clip_settings = json.loads(json.dumps({
+        "num_frames": num_frames, "height": height, "width": width, "seed": seed, "renderer": renderer,
+        "samples_per_side": samples_per_side, **{f"scene.{k}": v for k, v in asdict(scene).items()},
+    }))
     # Leftovers of an interrupted run: never renamed into place, so safe to drop.
     for stale in out.glob(".tmp_video_*"):
         shutil.rmtree(stale, ignore_errors=True)
     for i, name in enumerate(names):
         if (out / name / "meta.json").is_file():
+            _check_kept_video(out / name / "meta.json", clip_settings)
             continue
         sample = dataset.render_sample(i, device=device)
         tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".tmp_{name}_"))
         # mkdtemp makes the folder private (0700); give it the permissions of any other new folder.
         os.chmod(tmp, 0o777 & ~_umask())
         try:
-            _write_video(tmp, sample)
+            _write_video(tmp, sample, clip_settings)
             os.replace(tmp, out / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
