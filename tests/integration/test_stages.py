@@ -60,7 +60,9 @@ def test_stage3_trains_decoder_and_skip_convs_only(tiny_net_factory):
     names = set(module.trainable_parameter_names())
     decoder = {"vae.vae.decoder." + name for name, _ in module.net.vae.vae.decoder.named_parameters()}
     skips = {"vae.skip_convs." + name for name, _ in module.net.vae.skip_convs.named_parameters()}
-    assert skips and names == decoder | skips
+    # the tiny VAE's one-resnet mid block never runs its attention (see Stage3DecoderDetail)
+    never_run = {name for name in decoder if name.startswith("vae.vae.decoder.mid_block.attentions.")}
+    assert skips and never_run and names == (decoder - never_run) | skips
 
 
 def test_frozen_parts_stay_in_eval_mode(tiny_net_factory):

@@ -33,7 +33,14 @@ class Stage3DecoderDetail(BokehModule):
 
     def trainable_parameters(self) -> Iterable[Tensor]:
         vae = self.net.vae
-        return itertools.chain(vae.vae.decoder.parameters(), vae.skip_convs.parameters())
+        # diffusers' decoder mid block runs attention i between resnets i and i + 1 only: with one resnet
+        # (the tiny VAE) its attention never runs. Parameters that never get a gradient stay frozen: DDP
+        # (find_unused_parameters=False) stops on them.
+        mid_block = vae.vae.decoder.mid_block
+        never_run = mid_block.attentions[len(mid_block.resnets) - 1 :]
+        unused = {id(parameter) for attention in never_run for parameter in attention.parameters()}
+        decoder = itertools.chain(vae.vae.decoder.parameters(), vae.skip_convs.parameters())
+        return [parameter for parameter in decoder if id(parameter) not in unused]
 
     def enable_gradient_checkpointing(self) -> None:
         self.net.vae.enable_gradient_checkpointing()
