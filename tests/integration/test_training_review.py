@@ -186,3 +186,12 @@ def test_stage2_init_from_a_stage1_checkpoint_starts_from_every_stage1_tensor(tm
     new = [key for key in net.new_parameter_names() if key.startswith("unet.")]
     assert any(not torch.equal(fresh[key], stage2[key]) for key in new if key.startswith("unet.mpi_blocks."))
     assert any(not torch.equal(fresh[key], stage2[key]) for key in new if key.startswith("unet.cond_embed."))
+
+
+@pytest.mark.slow
+def test_a_run_shorter_than_the_validation_interval_still_reports_the_optimized_metric(tmp_path):
+    # 2 steps with validation every 20: the final weights are validated once fitting ends
+    metrics, objects = train(tiny_config(tmp_path, "trainer.val_check_interval=20", "logger=none"))
+    assert objects["trainer"].global_step == 2
+    assert {"train/loss", "val/psnr", "val/ssim"} <= metrics.keys()
+    assert list((tmp_path / "videos").glob("*.mp4"))

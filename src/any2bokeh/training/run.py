@@ -77,6 +77,13 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             # our own checkpoints hold the partial optimizer in their hyperparameters: not weights-only
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
         metrics = dict(trainer.callback_metrics)
+        optimized = cfg.get("optimized_metric")
+        if cfg.get("train", True) and optimized and optimized not in metrics:
+            # the run stopped before its first validation (max_steps < val_check_interval): validate the
+            # final weights, so that a short run (a sweep's trial, a smoke test) still reports its metric
+            log.info(f"{optimized} was not logged while fitting: validating the final weights")
+            trainer.validate(model=model, datamodule=datamodule, verbose=False)
+            metrics.update(trainer.callback_metrics)
         if cfg.get("test", False):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not best:
