@@ -5,6 +5,7 @@ from functools import partial
 import pytest
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
+from hydra.utils import instantiate
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 
@@ -114,6 +115,18 @@ def test_stage3_loss_decodes_the_frozen_unets_latents_with_the_all_in_focus_skip
     torch.testing.assert_close(output.loss.detach(), l1 + 0.3 * texture)
 
 
+def test_stage2_perturbs_the_training_disparity_only_and_keeps_focus_and_ground_truth(tmp_path):
+    perturbed = instantiate(tiny_config(tmp_path, "stage=stage2", "data.perturbation.p=1.0").data)
+    clean = instantiate(tiny_config(tmp_path, "stage=stage2", "data.perturbation=null").data)
+    train_perturbed, train_clean = perturbed.dataset("train").render_sample(0), clean.dataset("train").render_sample(0)
+    assert not torch.equal(train_perturbed["disparity"], train_clean["disparity"])
+    # d_f, K and the ground truth come from the clean scene, not from the perturbed map
+    for key in ("disp_focus", "k", "aif", "bokeh"):
+        assert torch.equal(train_perturbed[key], train_clean[key]), key
+    val_perturbed, val_clean = perturbed.dataset("val").render_sample(0), clean.dataset("val").render_sample(0)
+    assert torch.equal(val_perturbed["disparity"], val_clean["disparity"])
+
+
 @pytest.mark.parametrize("stage", STAGES, ids=lambda cls: cls.__name__)
 def test_every_trainable_parameter_gets_a_gradient(stage):
     """The optimizer holds exactly the parameters that learn: none that the forward pass never uses."""
@@ -125,6 +138,20 @@ def test_every_trainable_parameter_gets_a_gradient(stage):
     optimizer = module.configure_optimizers()["optimizer"]
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert in_optimizer == {id(p) for p in module.net.parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda cls: cls.__name__)
+def test_gradient_checkpointing_gives_the_same_gradients_with_frozen_inputs(stage):
+    # stages 2 and 3 checkpoint blocks whose inputs come from frozen layers (hardware=4xh800)
+    gradients = []
+    for checkpointing in (False, True):
+        module = stage(AnyToBokeh.tiny(seed=0), OPTIMIZER, gradient_checkpointing=checkpointing)
+        module.train()
+        module.model_step(batch()).loss.backward()
+        gradients.append({name: p.grad for name, p in module.net.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys() and gradients[0]
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, msg=name)
 
 
 def test_stage3_trains_every_decoder_parameter_of_a_two_layer_mid_block():
