@@ -142,7 +142,8 @@ class BokehModule(LightningModule):
         check_batch(batch)
         with torch.no_grad():  # the VAE is frozen in every stage
             target = self.net.encode(batch["bokeh"])
-            aif = self.net.encode(batch["aif"], return_skips=True)
+            # the encoder skips (full-resolution features) are only needed to decode the prediction
+            aif = self.net.encode_with_skips(batch["aif"], keep_skips=decode)
         latents = self.predict_latents(batch, aif.latents)
         loss = F.mse_loss(latents.float(), target.float())
         prediction = None
