@@ -22,7 +22,8 @@ import time
 
 import torch
 
-from any2bokeh.render import lens_lattice, random_layer_scene, raytrace, render_layers
+from any2bokeh.data.layer_scenes import random_layer_scene
+from any2bokeh.render import lens_lattice, raytrace, render_layers
 from any2bokeh.render.raytrace import trace_fronto_parallel
 
 

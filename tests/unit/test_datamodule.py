@@ -1,3 +1,5 @@
+import hashlib
+import os
 import subprocess
 import sys
 
@@ -8,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from any2bokeh.data import SyntheticBokehDataModule
 from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
-from any2bokeh.data.dataset import BATCH_KEYS, SyntheticBokehDataset, sample_generator
+from any2bokeh.data.dataset import BATCH_KEYS, SyntheticBokehDataset
 
 SIZE = dict(num_frames=3, height=32, width=32)
 
@@ -18,7 +20,7 @@ def sources():
 
 
 def dataset(split="train", **options):
-    return SyntheticBokehDataset(*sources(), split=split, size=6, **{**SIZE, **options})
+    return SyntheticBokehDataset(*sources(), split=split, **{"size": 6, **SIZE, **options})
 
 
 def datamodule(**options):
@@ -31,15 +33,24 @@ def assert_same(a: dict, b: dict):
         assert torch.equal(a[name], b[name]), name
 
 
-def test_sample_generator_depends_on_seed_split_and_index_only():
-    first = lambda *key: torch.rand(4, generator=sample_generator(*key))  # noqa: E731
-    assert torch.equal(first(0, "train", 3), first(0, "train", 3))
-    for other in [(1, "train", 3), (0, "val", 3), (0, "train", 4)]:
-        assert not torch.equal(first(0, "train", 3), first(*other))
-    # Another interpreter with another str-hash salt draws the same numbers.
-    code = "import torch; from any2bokeh.data.dataset import sample_generator as g; print(torch.rand(4, generator=g(0, 'train', 3)).tolist())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "123", "PATH": ""})
-    assert out.stdout.strip() == str(first(0, "train", 3).tolist())
+def fingerprint(sample: dict) -> str:
+    return hashlib.sha256(b"".join(sample[name].numpy().tobytes() for name in sorted(sample))).hexdigest()
+
+
+def test_a_sample_depends_on_seed_split_and_index_only():
+    reference = fingerprint(dataset(size=6)[3])
+    # Not on the split's size, nor on the samples drawn before it.
+    other = dataset(size=40)
+    other[0], other[5]
+    assert fingerprint(other[3]) == reference
+    for changed in [dataset(seed=1)[3], dataset("val")[3], dataset()[4]]:
+        assert fingerprint(changed) != reference
+    # Another interpreter with another str-hash salt draws the same sample.
+    code = "from test_datamodule import dataset, fingerprint; print(fingerprint(dataset(size=6)[3]))"
+    path = [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]
+    env = {"PYTHONHASHSEED": "123", "PATH": "", "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == reference
 
 
 def test_same_index_same_sample_other_index_other_sample():

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds, seeded_generator
+from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 
 
 def test_foreground_shapes_and_ranges():
@@ -78,13 +78,6 @@ def test_backgrounds_are_deterministic_and_distinct():
     assert not torch.allclose(a, ProceduralBackgrounds(num_images=2, size=32, seed=7).load(1))
     assert not torch.allclose(a, ProceduralBackgrounds(num_images=2, size=32, seed=8).load(0))
     assert not torch.allclose(a.std(dim=(1, 2)), torch.zeros(3))  # textured, not flat
-
-
-def test_seeded_generator_separates_nearby_keys():
-    draws = {tuple(torch.rand(4, generator=seeded_generator(0, i, 1)).tolist()) for i in range(50)}
-    assert len(draws) == 50
-    assert torch.equal(torch.rand(3, generator=seeded_generator(1, 2)), torch.rand(3, generator=seeded_generator(1, 2)))
-    assert not torch.equal(torch.rand(3, generator=seeded_generator(1, 2)), torch.rand(3, generator=seeded_generator(2, 1)))
 
 
 def test_bad_arguments():

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from any2bokeh.render import lens_lattice, random_layer_scene, raytrace
+from any2bokeh.data.layer_scenes import random_layer_scene
+from any2bokeh.render import lens_lattice, raytrace
 from any2bokeh.render.raytrace import trace_fronto_parallel
 
 

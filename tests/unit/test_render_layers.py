@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from any2bokeh.render import random_layer_scene, raytrace, render_layers
+from any2bokeh.data.layer_scenes import random_layer_scene
+from any2bokeh.render import raytrace, render_layers
 
 
 def psnr(a, b):

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from any2bokeh.data.scenes import SceneConfig, composite_over, plane_disparity, sample_scene
+from any2bokeh.data.scenes import SceneConfig, plane_disparity, sample_scene
+from any2bokeh.render import composite_over
 
 
 class BoxForegrounds:

@@ -24,7 +24,7 @@ __all__ = [
 
 # Synthetic scenes, the on-the-fly DataModule and the fixed test set.
 from any2bokeh.data.scenes import Scene, SceneConfig, sample_scene  # noqa: E402
-from any2bokeh.data.dataset import SyntheticBokehDataset, render_batch, sample_generator  # noqa: E402
+from any2bokeh.data.dataset import SyntheticBokehDataset, render_batch  # noqa: E402
 from any2bokeh.data.datamodule import SyntheticBokehDataModule  # noqa: E402
 
 __all__ += [
@@ -33,7 +33,6 @@ __all__ += [
     "sample_scene",
     "SyntheticBokehDataset",
     "render_batch",
-    "sample_generator",
     "SyntheticBokehDataModule",
 ]
 __all__ += ["TestSetDataset", "evaluation_scene_config", "export_testset"]

@@ -29,25 +29,18 @@ See `any2bokeh.data.scenes` for how raw and normalized disparity relate.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from any2bokeh.data.scenes import SceneConfig, sample_scene
+from any2bokeh.data.seeding import keyed_generator
 
 SPLITS = ("train", "val", "test")
 RENDERERS = ("render_layers", "raytrace")
 LAYER_KEYS = ("images", "alphas", "planes", "disp_focus_raw", "k_raw")
 BATCH_KEYS = ("aif", "bokeh", "disparity", "disp_focus", "k", "subject_mask")
-
-
-def sample_generator(seed: int, split: str, index: int) -> torch.Generator:
-    """A CPU generator seeded from (seed, split, index) by a stable hash (unlike Python's
-    salted hash(), it is the same in every process)."""
-    digest = hashlib.blake2b(f"{int(seed)}/{split}/{int(index)}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
 
 
 class ConcatSource:
@@ -201,7 +194,7 @@ class SyntheticBokehDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.size:
             raise IndexError(f"index {index} out of range for the {self.split} split of {self.size} clips")
-        generator = sample_generator(self.seed, self.split, index)
+        generator = keyed_generator(self.seed, self.split, index)
         scene = sample_scene(
             self.foregrounds,
             self.backgrounds,

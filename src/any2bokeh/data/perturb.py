@@ -34,6 +34,8 @@ from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import elastic_transform2d
 from kornia.morphology import dilation, erosion
 
+from any2bokeh.data.seeding import bernoulli, randint, uniform, uniforms
+
 MODES = ("I", "II", "III", "IV")
 PERLIN_FREQUENCIES = (2, 4, 8)  # cycles across one bank map, one row of the bank each
 
@@ -54,10 +56,6 @@ def _check_mask(subject_mask: torch.Tensor | None, disparity: torch.Tensor) -> N
 
 def _odd(size: float) -> int:
     return max(1, 2 * round((size - 1) / 2) + 1)
-
-
-def _uniform(generator: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * torch.rand((), generator=generator).item()
 
 
 def _drift_weights(num_frames: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,17 +155,17 @@ def perlin_noise(
     base = torch.stack([xx, yy], dim=-1)  # [H, W, 2]
     progress = torch.linspace(0.0, 1.0, num_frames, device=device, dtype=dtype).view(-1, 1)  # [T, 1]
     for i, scale in enumerate(scales):
-        row = int(torch.randint(rows, (1,), generator=generator))
-        index = int(torch.randint(num_maps, (1,), generator=generator))
-        angle = _uniform(generator, 0.0, 2 * math.pi)
-        flip = 1.0 if torch.rand((), generator=generator) < 0.5 else -1.0
+        row = randint(generator, 0, rows)
+        index = randint(generator, 0, num_maps)
+        angle = uniform(generator, 0.0, 2 * math.pi)
+        flip = 1.0 if bernoulli(generator, 0.5) else -1.0
         rotation = torch.tensor(
             [[math.cos(angle), -math.sin(angle)], [flip * math.sin(angle), flip * math.cos(angle)]],
             device=device,
             dtype=dtype,
         )
-        offset = (torch.rand(2, generator=generator) * 2 - 1).to(device, dtype)
-        drift = (torch.rand(2, generator=generator) * 2 - 1).to(device, dtype) * 0.25
+        offset = uniforms(generator, -1.0, 1.0, (2,)).to(device, dtype)
+        drift = uniforms(generator, -0.25, 0.25, (2,)).to(device, dtype)
         # A bank map spans 2 units of the sampling grid; the reflection padding tiles it seamlessly.
         grid = (base @ rotation.T) * scale  # [H, W, 2]
         shift = offset + drift * progress  # [T, 2]
@@ -258,7 +256,7 @@ def perturb_disparity(
     if mode in ("III", "IV"):
         out = _blend(out, elastic_warp(out, generator, elastic_amplitude * short, elastic_cells), band)
     if mode == "IV":
-        operation = "dilate" if torch.rand((), generator=generator) < 0.5 else "erode"
+        operation = "dilate" if bernoulli(generator, 0.5) else "erode"
         out = _blend(out, morphology(out, _odd(morph_size * short), operation), band)
     if mode in ("II", "III", "IV"):
         out = gaussian_blur(out, blur_sigma * short)
@@ -324,13 +322,13 @@ class DisparityPerturbation:
         _check_mask(subject_mask, disparity)
         # Draw every random number whether or not a step runs, so that one setting does not shift
         # the random stream of the next.
-        apply = torch.rand((), generator=generator).item() < self.p
+        apply = bernoulli(generator, self.p)
         steps = torch.rand(3, generator=generator) < torch.tensor(self.step_p)
-        amplitude = _uniform(generator, *self.elastic_amplitude)
-        cells = int(torch.randint(self.elastic_cells[0], self.elastic_cells[1] + 1, (1,), generator=generator))
-        noise_std = _uniform(generator, *self.noise_amplitude)
-        size = _uniform(generator, *self.morph_size)
-        operation = "dilate" if torch.rand((), generator=generator) < 0.5 else "erode"
+        amplitude = uniform(generator, *self.elastic_amplitude)
+        cells = randint(generator, self.elastic_cells[0], self.elastic_cells[1] + 1)
+        noise_std = uniform(generator, *self.noise_amplitude)
+        size = uniform(generator, *self.morph_size)
+        operation = "dilate" if bernoulli(generator, 0.5) else "erode"
         if not apply:
             return disparity.clone()
 

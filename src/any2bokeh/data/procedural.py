@@ -20,39 +20,15 @@ import torch.nn.functional as F
 from kornia.color import hsv_to_rgb
 
 from any2bokeh.data.assets import BackgroundSource, ForegroundSource
-
-_MASK64 = (1 << 64) - 1
-
-
-def seeded_generator(*keys: int) -> torch.Generator:
-    """A torch.Generator seeded by mixing integer keys (splitmix64), so nearby keys decorrelate."""
-    state = 0x9E3779B97F4A7C15
-    for key in keys:
-        state = (state ^ (int(key) & _MASK64)) & _MASK64
-        state = (state + 0x9E3779B97F4A7C15) & _MASK64
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        state = z ^ (z >> 31)
-    return torch.Generator().manual_seed(state & ((1 << 63) - 1))
-
-
-def _uniform(generator: torch.Generator, low: float, high: float, shape=()) -> torch.Tensor:
-    return low + (high - low) * torch.rand(shape, generator=generator)
-
-
-def _randint(generator: torch.Generator, low: int, high: int) -> int:
-    """An integer in [low, high] inclusive."""
-    return int(torch.randint(low, high + 1, (1,), generator=generator))
-
+from any2bokeh.data.seeding import bernoulli, keyed_generator, randint, uniform, uniforms
 
 def _random_colours(generator: torch.Generator, count: int, saturation, value) -> torch.Tensor:
     """count colours [count, 3] in [0, 1] from uniform hue and the given (low, high) ranges."""
     hsv = torch.stack(
         [
-            _uniform(generator, 0.0, 2 * math.pi, (count,)),
-            _uniform(generator, *saturation, (count,)),
-            _uniform(generator, *value, (count,)),
+            uniforms(generator, 0.0, 2 * math.pi, (count,)),
+            uniforms(generator, *saturation, (count,)),
+            uniforms(generator, *value, (count,)),
         ]
     )
     return hsv_to_rgb(hsv[:, :, None])[:, :, 0].T.contiguous()
@@ -144,56 +120,54 @@ class ProceduralForegrounds(ForegroundSource):
         return self.clip_length
 
     def _params(self, index: int) -> _ShapeParams:
-        g = seeded_generator(self.seed, index, 1)
-
-        def u(low, high, shape=()):
-            return _uniform(g, low, high, shape)
+        g = keyed_generator(self.seed, "foreground", index)
 
         # Higher harmonics get smaller amplitudes so that the silhouette stays one blob.
         num_harmonics = 5
-        harmonic_amp = u(0.0, 1.0, (num_harmonics,)) / torch.arange(2, 2 + num_harmonics)
-        harmonic_amp = harmonic_amp * (u(0.1, 0.3) / harmonic_amp.sum())
-        hairy = bool(torch.rand((), generator=g) < self.hair_probability)
-        hair_length = float(u(0.1, 0.35)) if hairy else 0.0
-        center, drift, fuzz = u(-0.05, 0.05, (2,)), u(0.0, 0.04, (2,)), float(u(0.0, 0.06))
+        harmonic_amp = uniforms(g, 0.0, 1.0, (num_harmonics,)) / torch.arange(2, 2 + num_harmonics)
+        harmonic_amp = harmonic_amp * (uniform(g, 0.1, 0.3) / harmonic_amp.sum())
+        hairy = bernoulli(g, self.hair_probability)
+        # Drawn either way, so that hair_probability changes only the hair, not the rest of the clip.
+        hair_length = uniform(g, 0.1, 0.35) * hairy
+        center, drift, fuzz = uniforms(g, -0.05, 0.05, (2,)), uniforms(g, 0.0, 0.04, (2,)), uniform(g, 0.0, 0.06)
         # Shrink the radius so that the worst-case extent (harmonics in phase, longest strands,
         # full drift) stays inside the canvas: a clip must never be cut by its own frame.
         extent = (1 + float(harmonic_amp.sum()) + fuzz) * (1 + hair_length)
         room = 0.95 - float((center.abs() + drift).max())
-        radius = min(float(u(0.5, 0.62)), room / extent)
+        radius = min(uniform(g, 0.5, 0.62), room / extent)
         scale = min(self.size) / 2  # pixels per canvas unit
-        strand_spacing = float(u(2.0, 5.0))  # pixels between strand roots
+        strand_spacing = uniform(g, 2.0, 5.0)  # pixels between strand roots
         return _ShapeParams(
             center=center,
             drift=drift,
-            drift_speed=u(0.02, 0.08, (2,)),
-            drift_phase=u(0.0, 2 * math.pi, (2,)),
-            angle=float(u(-math.pi, math.pi)),
-            spin=float(u(0.0, 0.15)),
-            spin_speed=float(u(0.02, 0.08)),
-            stretch=u(0.7, 1.0, (2,)),
+            drift_speed=uniforms(g, 0.02, 0.08, (2,)),
+            drift_phase=uniforms(g, 0.0, 2 * math.pi, (2,)),
+            angle=uniform(g, -math.pi, math.pi),
+            spin=uniform(g, 0.0, 0.15),
+            spin_speed=uniform(g, 0.02, 0.08),
+            stretch=uniforms(g, 0.7, 1.0, (2,)),
             radius=radius,
             harmonic_amp=harmonic_amp,
-            harmonic_phase=u(0.0, 2 * math.pi, (num_harmonics,)),
-            harmonic_speed=u(-0.08, 0.08, (num_harmonics,)),
-            softness=float(u(0.3, 1.5)) / scale,
+            harmonic_phase=uniforms(g, 0.0, 2 * math.pi, (num_harmonics,)),
+            harmonic_speed=uniforms(g, -0.08, 0.08, (num_harmonics,)),
+            softness=uniform(g, 0.3, 1.5) / scale,
             fuzz=fuzz,
             strands=max(8, round(2 * math.pi * radius * scale / strand_spacing)) if hairy else 0,
-            strand_width=float(u(0.6, 1.6)) / scale,
+            strand_width=uniform(g, 0.6, 1.6) / scale,
             hair_length=hair_length,
-            hair_direction=float(u(-math.pi, math.pi)),
-            hair_cover=float(u(-1.5, 0.3)),
-            hair_curl=float(u(-0.25, 0.25)),
-            hair_sway=float(u(0.0, 0.1)),
-            sway_speed=float(u(0.05, 0.2)),
-            sway_phase=float(u(0.0, 2 * math.pi)),
-            length_phase=u(0.0, 2 * math.pi, (2,)),
+            hair_direction=uniform(g, -math.pi, math.pi),
+            hair_cover=uniform(g, -1.5, 0.3),
+            hair_curl=uniform(g, -0.25, 0.25),
+            hair_sway=uniform(g, 0.0, 0.1),
+            sway_speed=uniform(g, 0.05, 0.2),
+            sway_phase=uniform(g, 0.0, 2 * math.pi),
+            length_phase=uniforms(g, 0.0, 2 * math.pi, (2,)),
             colours=_random_colours(g, 3, saturation=(0.1, 0.9), value=(0.25, 0.95)),
             pattern=_dirichlet(g, 3),
-            stripe_freq=float(u(6.0, 30.0)),
-            stripe_angle=float(u(0.0, math.pi)),
-            check_freq=float(u(5.0, 20.0)),
-            shade=float(u(0.1, 0.45)),
+            stripe_freq=uniform(g, 6.0, 30.0),
+            stripe_angle=uniform(g, 0.0, math.pi),
+            check_freq=uniform(g, 5.0, 20.0),
+            shade=uniform(g, 0.1, 0.45),
             noise=torch.cat(
                 [
                     F.interpolate(torch.rand(1, 1, 6, 6, generator=g), size=48, mode="bicubic", align_corners=True),
@@ -331,20 +305,20 @@ class ProceduralBackgrounds(BackgroundSource):
         return self.num_images
 
     def _load(self, index: int) -> torch.Tensor:
-        g = seeded_generator(self.seed, index, 2)
+        g = keyed_generator(self.seed, "background", index)
         height, width = self.size
         image = _noise_texture(g, height, width)
-        count = _randint(g, *self.num_highlights)
+        count = randint(g, self.num_highlights[0], self.num_highlights[1] + 1)
         if count == 0:
             return image
         radius_scale = max(min(height, width) / 576, 0.25)
-        radii = _uniform(g, *self.highlight_radius, (count,)) * radius_scale
+        radii = uniforms(g, *self.highlight_radius, (count,)) * radius_scale
         return _add_highlights(g, image, radii)
 
 
 def _noise_texture(g: torch.Generator, height: int, width: int) -> torch.Tensor:
     """Palette-mapped fractal value noise with a vertical light gradient: [3, H, W] in [0, 0.85]."""
-    cells = _randint(g, 2, 4)
+    cells = randint(g, 2, 5)
     field = torch.zeros(1, 1, height, width)
     amplitude = 1.0
     for octave in range(5):
@@ -352,13 +326,13 @@ def _noise_texture(g: torch.Generator, height: int, width: int) -> torch.Tensor:
         cols = max(2, round(rows * width / height))
         lattice = torch.rand(1, 1, rows, cols, generator=g)
         field += amplitude * F.interpolate(lattice, size=(height, width), mode="bilinear", align_corners=True)
-        amplitude *= _uniform(g, 0.4, 0.65).item()
+        amplitude *= uniform(g, 0.4, 0.65)
     field = field[0, 0]
     field = (field - field.min()) / (field.max() - field.min()).clamp_min(1e-6)
-    if torch.rand((), generator=g) < 0.3:
+    if bernoulli(g, 0.3):
         # Regular structure (blinds, fences, windows) under the noise.
-        angle = _uniform(g, 0.0, math.pi).item()
-        freq = _uniform(g, 10.0, 60.0).item() / max(height, width)
+        angle = uniform(g, 0.0, math.pi)
+        freq = uniform(g, 10.0, 60.0) / max(height, width)
         yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
         stripes = torch.sin(2 * math.pi * freq * (xx * math.cos(angle) + yy * math.sin(angle)))
         field = (0.75 * field + 0.25 * (stripes > 0).float()).clamp(0.0, 1.0)
@@ -369,7 +343,7 @@ def _noise_texture(g: torch.Generator, height: int, width: int) -> torch.Tensor:
     high = (field * 2 - 1).clamp(0.0, 1.0)[None]
     image = palette[0].view(3, 1, 1) * (1 - low) + palette[1].view(3, 1, 1) * low
     image = image * (1 - high) + palette[2].view(3, 1, 1) * high
-    gradient = 1 + _uniform(g, -0.4, 0.4).item() * (torch.linspace(-0.5, 0.5, height).view(1, height, 1))
+    gradient = 1 + uniform(g, -0.4, 0.4) * (torch.linspace(-0.5, 0.5, height).view(1, height, 1))
     return (image * gradient).clamp(0.0, 0.85)
 
 
@@ -378,7 +352,7 @@ def _add_highlights(g: torch.Generator, image: torch.Tensor, radii: torch.Tensor
     _, height, width = image.shape
     count = len(radii)
     # Half the spots gather in a few clusters (street lights, foliage glints), half are scattered.
-    num_clusters = _randint(g, 1, 4)
+    num_clusters = randint(g, 1, 5)
     centres = torch.rand(num_clusters, 2, generator=g) * torch.tensor([height, width])
     clustered = centres[torch.randint(num_clusters, (count,), generator=g)] + torch.randn(
         count, 2, generator=g
@@ -386,7 +360,7 @@ def _add_highlights(g: torch.Generator, image: torch.Tensor, radii: torch.Tensor
     scattered = torch.rand(count, 2, generator=g) * torch.tensor([height, width])
     positions = torch.where(torch.rand(count, 1, generator=g) < 0.5, clustered, scattered)  # [N, 2] (y, x)
     colours = _random_colours(g, count, saturation=(0.0, 0.7), value=(1.0, 1.0))  # [N, 3], max channel 1
-    colours = colours * _uniform(g, 0.92, 1.0, (count, 1))
+    colours = colours * uniforms(g, 0.92, 1.0, (count, 1))
 
     # Each spot touches a (2R+1)^2 patch around it; scatter with max so overlaps stay <= 1.
     reach = math.ceil(radii.max().item()) + 1

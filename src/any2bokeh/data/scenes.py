@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from any2bokeh.data.seeding import bernoulli, choice, randint, uniform, uniforms
+from any2bokeh.render.composite import composite_over
+
 # d_f,n below this is raised to it: the renderer and the MPI thresholds need d_f > 0.
 MIN_DISP_FOCUS = 1e-3
 # A pixel belongs to the front-most layer whose alpha reaches this.
@@ -170,14 +173,6 @@ class Scene:
     disp_range: torch.Tensor
 
 
-def _uniform(generator: torch.Generator, lo: float, hi: float, *shape: int) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(shape or (1,), generator=generator, dtype=torch.float64)
-
-
-def _randint(generator: torch.Generator, n: int) -> int:
-    return int(torch.randint(n, (1,), generator=generator))
-
-
 def _bezier(points: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """Cubic Bézier through control points [4, D] at times s [T] -> [T, D]; stays in their hull."""
     s = s[:, None]
@@ -191,14 +186,14 @@ def _clip_times(num_frames: int) -> torch.Tensor:
 
 def _draw_k(config: SceneConfig, generator: torch.Generator) -> float:
     if config.k_range is not None:
-        return float(_uniform(generator, *config.k_range))
-    return config.k_values[_randint(generator, len(config.k_values))]
+        return uniform(generator, *config.k_range)
+    return config.k_values[randint(generator, 0, len(config.k_values))]
 
 
 def sample_k(config: SceneConfig, num_frames: int, generator: torch.Generator) -> torch.Tensor:
     """K per frame [T] (float32): constant, or a linear ramp with probability k_ramp_prob."""
     k0 = _draw_k(config, generator)
-    ramp = float(torch.rand(1, generator=generator, dtype=torch.float64)) < config.k_ramp_prob
+    ramp = bernoulli(generator, config.k_ramp_prob)
     k1 = _draw_k(config, generator) if ramp else k0
     s = _clip_times(num_frames)
     return (k0 + (k1 - k0) * s).float()
@@ -206,17 +201,16 @@ def sample_k(config: SceneConfig, num_frames: int, generator: torch.Generator) -
 
 def _draw_focus_mode(config: SceneConfig, generator: torch.Generator) -> str:
     modes = list(config.focus_modes)
-    weights = torch.tensor([config.focus_modes[m] for m in modes], dtype=torch.float64)
-    return modes[int(torch.multinomial(weights, 1, generator=generator))]
+    return modes[choice(generator, [config.focus_modes[m] for m in modes])]
 
 
 def _focus_curve(config: SceneConfig, mode: str, num_frames: int, generator: torch.Generator) -> torch.Tensor:
     """Normalized d_f per frame [T] (float64) for the 'fixed' and 'ramp' modes."""
     s = _clip_times(num_frames)
     if mode == "fixed":
-        return _uniform(generator, *config.focus_value).expand(num_frames).clone()
+        return torch.full((num_frames,), uniform(generator, *config.focus_value), dtype=torch.float64)
     n = config.focus_ramp_points
-    knots = _uniform(generator, *config.focus_ramp, n)
+    knots = uniforms(generator, *config.focus_ramp, (n,), torch.float64)
     # Piecewise linear through n equally spaced knots (a focus pull between n values).
     pos = s * (n - 1)
     i = pos.floor().long().clamp(max=n - 2)
@@ -235,11 +229,11 @@ class _Object:
 def _cover_background(image: torch.Tensor, height: int, width: int, generator: torch.Generator, zoom) -> torch.Tensor:
     """Scale a [3, h, w] image to cover height x width (times a random zoom) and crop at random."""
     _, h, w = image.shape
-    scale = max(height / h, width / w) * float(_uniform(generator, *zoom))
+    scale = max(height / h, width / w) * uniform(generator, *zoom)
     new_h, new_w = max(height, math.ceil(h * scale)), max(width, math.ceil(w * scale))
     resized = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)[0]
-    top = _randint(generator, new_h - height + 1)
-    left = _randint(generator, new_w - width + 1)
+    top = randint(generator, 0, new_h - height + 1)
+    left = randint(generator, 0, new_w - width + 1)
     return resized[:, top : top + height, left : left + width].clamp(0, 1)
 
 
@@ -291,26 +285,26 @@ def _tilted_planes(centre_disp: torch.Tensor, centre: torch.Tensor, tilt_xy: tor
 
 
 def _sample_object(config, source, num_frames, height, width, generator) -> _Object:
-    index = _randint(generator, len(source))
+    index = randint(generator, 0, len(source))
     length = int(source.num_frames(index))
     span = (num_frames - 1) * config.clip_stride
-    start = _randint(generator, max(1, length - span))
+    start = randint(generator, 0, max(1, length - span))
     frame_ids = [start + t * config.clip_stride for t in range(num_frames)]
     rgb, alpha = _load_clip(source, index, frame_ids)
 
     s = _clip_times(num_frames)
     # Depth: log c on a Bézier curve, control points within depth_motion of the start, inside object_c.
     lo, hi = math.log(config.object_c[0]), math.log(config.object_c[1])
-    log_c0 = _uniform(generator, lo, hi)
-    log_c = (log_c0 + _uniform(generator, -config.depth_motion, config.depth_motion, 3)).clamp(lo, hi)
+    log_c0 = uniforms(generator, lo, hi, (1,), torch.float64)
+    log_c = (log_c0 + uniforms(generator, -config.depth_motion, config.depth_motion, (3,), torch.float64)).clamp(lo, hi)
     c = _bezier(torch.cat([log_c0, log_c])[:, None], s)[:, 0].exp()  # [T]
     # Centre in fractions of the image, control points within `motion` of the start.
-    start_xy = _uniform(generator, *config.start_region, 2)
-    moves = _uniform(generator, -config.motion, config.motion, 3, 2)
+    start_xy = uniforms(generator, *config.start_region, (2,), torch.float64)
+    moves = uniforms(generator, -config.motion, config.motion, (3, 2), torch.float64)
     xy = _bezier(torch.cat([start_xy[None], (start_xy + moves).clamp(0.05, 0.95)]), s)  # [T, 2]
     centre = xy * torch.tensor([width, height], dtype=torch.float64)
     # Size follows 1/c relative to the first frame.
-    h0 = float(_uniform(generator, *config.object_height)) * height
+    h0 = uniform(generator, *config.object_height) * height
     obj_h = h0 * c[0] / c
     aspect = rgb.shape[-1] / rgb.shape[-2]
     size = torch.stack([obj_h * aspect, obj_h], dim=-1)  # [T, 2] (w, h)
@@ -318,7 +312,7 @@ def _sample_object(config, source, num_frames, height, width, generator) -> _Obj
 
     centre_disp = 1.0 / c
     if config.tilt > 0:
-        tilt_xy = _uniform(generator, -config.tilt, config.tilt, 2)
+        tilt_xy = uniforms(generator, -config.tilt, config.tilt, (2,), torch.float64)
         planes = _tilted_planes(centre_disp, centre, tilt_xy, height, width)
     else:
         planes = torch.stack([torch.zeros_like(c), torch.zeros_like(c), c], dim=-1)
@@ -331,26 +325,6 @@ def plane_disparity(planes: torch.Tensor, height: int, width: int) -> torch.Tens
     xs = torch.arange(width, dtype=planes.dtype, device=planes.device)[None, :]
     a, b, c = (planes[..., i, None, None] for i in range(3))
     return (1 - a * xs - b * ys) / c
-
-
-def composite_over(images: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """Layers [..., L, C, H, W] + alphas [..., L, 1, H, W], nearest first -> [..., C, H, W].
-
-    The renderer's compositing (NOTES.md §4) at K = 0: "over", except that alphas below 0.01
-    are skipped, alphas above 0.99 end the ray, and the sum is divided by the accumulated
-    weight. So the all-in-focus frame is exactly what the ground truth shows where it is in
-    focus.
-    """
-    colour = torch.zeros_like(images[..., 0, :, :, :])
-    weight = torch.zeros_like(alphas[..., 0, :, :, :])
-    transmittance = torch.ones_like(weight)
-    for layer in range(images.shape[-4]):
-        alpha = alphas[..., layer, :, :, :]
-        used = torch.where(alpha < 0.01, 0.0, alpha)
-        colour += transmittance * used * images[..., layer, :, :, :]
-        weight += transmittance * used
-        transmittance = torch.where(alpha > 0.99, 0.0, transmittance * (1 - used))
-    return colour / weight.clamp(min=1e-8)
 
 
 def sample_scene(
@@ -373,11 +347,11 @@ def sample_scene(
         raise ValueError(f"need num_frames >= 1 and height, width >= 2, got {num_frames}, {height}, {width}")
     T, H, W, L = num_frames, height, width, config.max_objects + 1
 
-    background = _cover_background(backgrounds.load(_randint(generator, len(backgrounds))).float(), H, W, generator, config.background_zoom)
-    bg_c = float(_uniform(generator, *config.background_c))
-    n_objects = config.min_objects + _randint(generator, config.max_objects - config.min_objects + 1)
+    background = _cover_background(backgrounds.load(randint(generator, 0, len(backgrounds))).float(), H, W, generator, config.background_zoom)
+    bg_c = uniform(generator, *config.background_c)
+    n_objects = randint(generator, config.min_objects, config.max_objects + 1)
     objects = [_sample_object(config, foregrounds, T, H, W, generator) for _ in range(n_objects)]
-    target = _randint(generator, n_objects)
+    target = randint(generator, 0, n_objects)
     focus_mode = _draw_focus_mode(config, generator)
     focus_curve = _focus_curve(config, focus_mode, T, generator) if focus_mode != "subject" else None
     k = sample_k(config, T, generator)

@@ -1,11 +1,11 @@
 """Optics: thin-lens defocus rendering of planar RGBA layers.
 
 ``raytrace`` is the exact ground truth (MPIB's ray tracer in pure torch); ``render_layers`` is the fast renderer used
-for on-the-fly synthesis, matching it on fronto-parallel scenes.
+for on-the-fly synthesis, matching it on fronto-parallel scenes; ``composite_over`` is their compositing at K = 0.
 """
 
+from .composite import ALPHA_SKIP, ALPHA_STOP, composite_over
 from .layers import render_layers
-from .random_scene import LayerScene, random_layer_scene
 from .raytrace import lens_lattice, raytrace
 
-__all__ = ["raytrace", "render_layers", "lens_lattice", "random_layer_scene", "LayerScene"]
+__all__ = ["raytrace", "render_layers", "lens_lattice", "composite_over", "ALPHA_SKIP", "ALPHA_STOP"]

@@ -20,7 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from .raytrace import ALPHA_SKIP, ALPHA_STOP, FOCUS_SNAP, check_layers, corner_images, lens_lattice
+from .composite import ALPHA_SKIP, ALPHA_STOP
+from .raytrace import FOCUS_SNAP, check_layers, corner_images, lens_lattice
 
 # Sub-aperture cell size: the largest blur radius covered by one cell of the lens grid, in pixels.
 CELL_RADIUS_PX = 12.0

@@ -28,9 +28,8 @@ import math
 import torch
 from torch import Tensor
 
-# MPIB's compositing thresholds: skip nearly transparent hits, stop rays at nearly opaque ones.
-ALPHA_SKIP = 0.01
-ALPHA_STOP = 0.99
+from .composite import ALPHA_SKIP, ALPHA_STOP
+
 # Disparity offsets below this count as exactly in focus (see module docstring).
 FOCUS_SNAP = 1e-7
 
