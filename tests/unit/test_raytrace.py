@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from any2bokeh.data.layer_scenes import random_layer_scene
-from any2bokeh.render import lens_lattice, raytrace
+from any2bokeh.render import ALPHA_SKIP, ALPHA_STOP, composite_over, lens_lattice, raytrace
 from any2bokeh.render.raytrace import trace_fronto_parallel
 
 
@@ -201,3 +201,18 @@ def test_row_band_and_lens_subset_trace_their_share_of_the_frame():
 
 def _args_of(s):
     return s.images, s.alphas, s.planes, s.K, s.disp_focus
+
+
+def test_composite_over_is_the_ray_tracer_at_zero_blur():
+    s = random_layer_scene(24, 32, num_objects=3, K=0.0, seed=2)
+    # Alphas just below ALPHA_SKIP and just above ALPHA_STOP in stripes, so both thresholds decide pixels.
+    alphas = s.alphas.clone()
+    alphas[:, :-1, :, 0::4] = ALPHA_SKIP / 2
+    alphas[:, :-1, :, 1::4] = (ALPHA_STOP + 1) / 2
+    traced = raytrace(s.images, alphas, s.planes, 0.0, s.disp_focus, samples_per_side=3)
+    torch.testing.assert_close(composite_over(s.images, alphas), traced, rtol=0, atol=1e-6)
+    # Without the thresholds (plain "over") those stripes would differ.
+    plain = sum(
+        alphas[:, i] * s.images[:, i] * torch.prod(1 - alphas[:, :i], dim=1) for i in range(alphas.shape[1])
+    )
+    assert (plain - traced).abs().amax() > 1e-3

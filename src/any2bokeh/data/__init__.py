@@ -1,47 +1,50 @@
-from any2bokeh.data.assets import (
-    AssetError,
-    BackgroundSource,
-    ForegroundSource,
-    ImageBackgrounds,
-    ImageMatteForegrounds,
-    VideoMatteForegrounds,
-)
-from any2bokeh.data.perturb import DisparityPerturbation, perturb_disparity
-from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
+"""The data layer: assets, synthetic scenes, the DataModule and the fixed test set.
 
-__all__ = [
-    "AssetError",
-    "BackgroundSource",
-    "DisparityPerturbation",
-    "ForegroundSource",
-    "ImageBackgrounds",
-    "ImageMatteForegrounds",
-    "ProceduralBackgrounds",
-    "ProceduralForegrounds",
-    "VideoMatteForegrounds",
-    "perturb_disparity",
-]
+Names load on first use, so that `any2bokeh.data.disparity` or `any2bokeh.data.seeding` can be
+imported without scene synthesis, Lightning or the test-set exporter (and so that
+`python -m any2bokeh.data.testset` runs that module fresh).
+"""
 
-# Synthetic scenes, the on-the-fly DataModule and the fixed test set.
-from any2bokeh.data.scenes import Scene, SceneConfig, sample_scene  # noqa: E402
-from any2bokeh.data.dataset import SyntheticBokehDataset, render_batch  # noqa: E402
-from any2bokeh.data.datamodule import SyntheticBokehDataModule  # noqa: E402
+from __future__ import annotations
 
-__all__ += [
-    "Scene",
-    "SceneConfig",
-    "sample_scene",
-    "SyntheticBokehDataset",
-    "render_batch",
-    "SyntheticBokehDataModule",
-]
-__all__ += ["TestSetDataset", "evaluation_scene_config", "export_testset"]
+import importlib
+
+# Public name -> the module of this package that defines it.
+_HOMES = {
+    "AssetError": "assets",
+    "BackgroundSource": "assets",
+    "ForegroundSource": "assets",
+    "ImageBackgrounds": "assets",
+    "ImageMatteForegrounds": "assets",
+    "VideoMatteForegrounds": "assets",
+    "DisparityPerturbation": "perturb",
+    "perturb_disparity": "perturb",
+    "ProceduralBackgrounds": "procedural",
+    "ProceduralForegrounds": "procedural",
+    "Scene": "scenes",
+    "SceneConfig": "scenes",
+    "sample_scene": "scenes",
+    "BATCH_KEYS": "dataset",
+    "SyntheticBokehDataset": "dataset",
+    "render_batch": "dataset",
+    "SyntheticBokehDataModule": "datamodule",
+    "TestSetDataset": "testset",
+    "evaluation_scene_config": "testset",
+    "export_testset": "testset",
+    "MIN_DISP_FOCUS": "disparity",
+    "normalize_disparity": "disparity",
+    "subject_focus": "disparity",
+    "keyed_generator": "seeding",
+}
+
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str):
-    # The test set loads on first use, so `python -m any2bokeh.data.testset` runs it fresh.
-    if name in ("TestSetDataset", "evaluation_scene_config", "export_testset"):
-        from any2bokeh.data import testset
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
 
-        return getattr(testset, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -14,6 +14,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# The smallest focal disparity (normalised units): a focus at or behind the farthest point (d_f <= 0)
+# is raised to it, because the MPI thresholds of Eq. (2) raise i/N to the power 1/d_f. At this value
+# every inner threshold is already 0 in float32, so nothing nearer to 0 would change the regions.
+MIN_DISP_FOCUS = 1e-6
+
 
 def _first_bad_frame(values: Tensor) -> int:
     """Index along dim 0 of the first frame holding a NaN or an infinity."""

@@ -4,7 +4,7 @@ A scene is a stack of planar RGBA layers per frame, the input of `any2bokeh.rend
 random draw comes from one `torch.Generator`, so a scene is a pure function of the generator's
 seed and the sources (which are deterministic).
 
-Geometry (NOTES.md §4). Layer l is the plane d = (1 - a·x - b·y) / c at pixel x = column,
+Geometry (App. A.2). Layer l is the plane d = (1 - a·x - b·y) / c at pixel x = column,
 y = row. Objects have c in [1, 5], the background c in [100, 200]; planes are fronto-parallel
 (a = b = 0) unless `SceneConfig.tilt` > 0. An object's depth c(t) follows a smooth trajectory,
 and its on-screen size follows 1/c(t): an object that comes twice as near is drawn twice as big.
@@ -12,10 +12,11 @@ and its on-screen size follows 1/c(t): an object that comes twice as near is dra
 Disparity units. Two sets of units are kept apart:
 
 - raw: d = 1/c, the units of the planes. The renderer takes K and d_f in these units.
-- normalized: the disparity map is min-max normalized over the whole clip, as real videos are
-  (NOTES.md §1): d_n = (d - d_min) / (d_max - d_min), with d_min, d_max the extremes of the
-  clip's disparity map. d_f is normalized with the same affine map, and the model's K is in
-  pixels per unit of *normalized* disparity, so the blur radius is r = k·|d_n - d_f,n| in both
+- normalized: the disparity map is min-max normalized over the whole clip, as a depth
+  estimator's maps of a real video are (Sec. 3.1; `any2bokeh.data.disparity`):
+  d_n = (d - d_min) / (d_max - d_min), with d_min, d_max the extremes of the clip's disparity
+  map. d_f is normalized with the same affine map, and the model's K is in pixels per unit of
+  *normalized* disparity, so the blur radius r = k·|d_n - d_f,n| (Eq. 1) is the same in both
   units. The renderer therefore gets d_f,raw = d_min + d_f,n·(d_max - d_min) and
   K_raw = k / (d_max - d_min). `Scene` keeps both.
 """
@@ -29,11 +30,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from any2bokeh.data.disparity import MIN_DISP_FOCUS, normalize_disparity, subject_focus
 from any2bokeh.data.seeding import bernoulli, choice, randint, uniform, uniforms
 from any2bokeh.render.composite import composite_over
 
-# d_f,n below this is raised to it: the renderer and the MPI thresholds need d_f > 0.
-MIN_DISP_FOCUS = 1e-3
 # A pixel belongs to the front-most layer whose alpha reaches this.
 VISIBLE_ALPHA = 0.5
 FOCUS_MODES = ("subject", "fixed", "ramp")
@@ -373,7 +373,6 @@ def sample_scene(
     images[:, -1], alphas[:, -1] = background, 1.0
     planes[:, n_objects:, 2] = bg_c
 
-    # Disparity map: the front-most layer with alpha >= 0.5 (the background always qualifies).
     # Disparity map: the front-most layer with alpha >= 0.5 (the background always qualifies),
     # painted back to front. Subject mask: the target's alpha times the transmittance of the
     # layers in front of it ("over" compositing).
@@ -381,9 +380,10 @@ def sample_scene(
     for layer in reversed(range(n_objects)):
         visible = alphas[:, layer] >= VISIBLE_ALPHA  # [T, 1, H, W]
         raw = torch.where(visible, plane_disparity(planes[:, layer], H, W)[:, None], raw)
+    disparity = normalize_disparity(raw)
+    # The same affine map, kept to carry d_f and K between normalized and raw units.
     d_min, d_max = raw.min(), raw.max()
     d_span = (d_max - d_min).clamp(min=1e-6)
-    disparity = ((raw - d_min) / d_span).clamp(0, 1).float()
 
     frames = torch.arange(T)
     subject_mask = alphas[frames, target_slot]  # [T, 1, H, W]
@@ -392,12 +392,11 @@ def sample_scene(
         subject_mask = subject_mask * (1 - in_front * alphas[:, layer])
 
     # d_f (subject mode): the target's alpha-weighted mean disparity over its own plane.
-    t_alpha = alphas[frames, target_slot][:, 0].double()  # [T, H, W]
+    t_alpha = alphas[frames, target_slot]  # [T, 1, H, W]
     t_disp = plane_disparity(planes[frames, target_slot], H, W)  # [T, H, W]
-    weight = t_alpha.sum(dim=(-2, -1))
-    mean_disp = (t_alpha * t_disp).sum(dim=(-2, -1)) / weight.clamp(min=1e-12)
-    # An object entirely off screen falls back to its disparity at its centre.
-    focus_subject = torch.where(weight > 1e-6, mean_disp, centre_disp[:, target])
+    mean_disp = subject_focus(t_disp, t_alpha).double()
+    # An object entirely off screen (NaN) falls back to its disparity at its centre.
+    focus_subject = torch.where(mean_disp.isnan(), centre_disp[:, target], mean_disp)
 
     if focus_curve is None:
         disp_focus = ((focus_subject - d_min) / d_span).clamp(MIN_DISP_FOCUS, 1.0)

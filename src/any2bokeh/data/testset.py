@@ -40,7 +40,8 @@ from any2bokeh.data.scenes import SceneConfig
 
 INDEX_FILE = "testset.json"
 FOLDERS = {"aif": "aif", "bokeh": "bokeh", "disparity": "disparity", "subject_mask": "mask"}
-# The paper's test-set K (NOTES.md §1); d_f follows the subject.
+# The test set's K: mild to strong blur, wider than training's 12..28 on both sides, so the
+# evaluation also shows how the model extrapolates; d_f follows the subject.
 TEST_K_VALUES = (4.0, 8.0, 16.0, 32.0)
 
 

@@ -12,8 +12,8 @@ import math
 
 import torch
 
-# d_f = 0 would give the exponent 1 / 0; a tiny positive focus sends every inner threshold to 0 instead.
-MIN_DISP_FOCUS = 1e-6
+# d_f = 0 would give the exponent 1 / 0; the floor sends every inner threshold to 0 instead.
+from any2bokeh.data.disparity import MIN_DISP_FOCUS
 
 FOURIER_FREQUENCIES = 16
 FOURIER_MIN_FREQUENCY = 1.0

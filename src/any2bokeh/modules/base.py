@@ -13,7 +13,10 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-BATCH_KEYS = ("aif", "bokeh", "disparity", "disp_focus", "k")
+from any2bokeh.data.dataset import BATCH_KEYS
+
+# The data layer defines the batch; the model needs all of it but the subject mask, which serves evaluation.
+REQUIRED_KEYS = tuple(key for key in BATCH_KEYS if key != "subject_mask")
 
 
 @dataclass
@@ -211,6 +214,6 @@ class BokehModule(LightningModule):
 
 
 def check_batch(batch: dict[str, Tensor]) -> None:
-    missing = [key for key in BATCH_KEYS if key not in batch]
+    missing = [key for key in REQUIRED_KEYS if key not in batch]
     if missing:
         raise KeyError(f"the batch lacks {missing}; it has {sorted(batch)}")
