@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from any2bokeh.data import SyntheticBokehDataModule
 from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 from any2bokeh.data.dataset import BATCH_KEYS, SyntheticBokehDataset
+from any2bokeh.render import raytrace
 
 SIZE = dict(num_frames=3, height=32, width=32)
 
@@ -226,4 +227,17 @@ def test_tilted_scenes_render_with_the_ray_tracer():
                                samples_per_side=9, scene={"tilt": 0.2, "object_c": (1.5, 5.0)})
     r = ds.render_sample(0)
     assert r["bokeh"].shape == (1, 3, 16, 16) and r["bokeh"].abs().max() <= 1
-    assert (ds[0]["planes"][:, :-1, :2] != 0).any()
+    sample = ds[0]
+    assert (sample["planes"][:, :-1, :2] != 0).any()
+    # The batch's bokeh is the ray tracer's image of the sampled layers, in raw units, mapped to [-1, 1].
+    direct = raytrace(sample["images"], sample["alphas"], sample["planes"], sample["k_raw"], sample["disp_focus_raw"],
+                      samples_per_side=9)
+    torch.testing.assert_close(r["bokeh"], direct.clamp(0, 1) * 2 - 1, rtol=0, atol=1e-6)
+    # And it is blurred: K > 0 with planes off the focus changes the frame.
+    assert (r["bokeh"] - r["aif"]).abs().amax() > 0.05
+
+
+def test_unbuilt_source_configs_are_refused():
+    config = {"_target_": "any2bokeh.data.ProceduralForegrounds", "num_clips": 2}
+    with pytest.raises(TypeError, match="unbuilt config of any2bokeh.data.ProceduralForegrounds"):
+        SyntheticBokehDataset(config, sources()[1], size=1)

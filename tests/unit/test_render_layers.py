@@ -1,6 +1,8 @@
 """The fast layered renderer against the exact ray tracer."""
 
+import functools
 import math
+import statistics
 
 import pytest
 import torch
@@ -17,9 +19,13 @@ def _args(s):
     return s.images, s.alphas, s.planes, s.K, s.disp_focus
 
 
-# 96 x 128 scenes with K as at a 256-pixel width: blur radii up to 16 px, relatively four times the paper's
-@pytest.mark.parametrize("seed", range(10))
-def test_matches_raytrace_above_40db_on_random_scenes(seed):
+SEEDS = range(10)
+
+
+@functools.lru_cache(maxsize=None)
+def random_scene_psnr(seed: int) -> float:
+    """PSNR of render_layers against raytrace on a 96 x 128 scene with K as at a 256-pixel width: blur radii up to
+    16 px, relatively four times the paper's."""
     s = random_layer_scene(96, 128, num_objects=4 if seed % 2 == 0 else None, seed=seed, reference_width=256)
     if seed % 3 == 0:
         s.K[:] = 16.0  # the paper's largest K, scaled
@@ -28,7 +34,20 @@ def test_matches_raytrace_above_40db_on_random_scenes(seed):
     ref = raytrace(*_args(s), samples_per_side=21)
     fast = render_layers(*_args(s), samples_per_side=21)
     assert fast.shape == ref.shape == (1, 3, 96, 128)
-    assert psnr(fast, ref) >= 40
+    return psnr(fast, ref)
+
+
+# Measured on these seeds: 46.3 dB at worst (seed 6: three defocused, overlapping textured layers behind an in-focus
+# near object, the case the sub-aperture product approximation handles worst), 66.8 dB median, up to 130 dB.
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matches_raytrace_above_45db_on_random_scenes(seed):
+    assert random_scene_psnr(seed) >= 45
+
+
+def test_matches_raytrace_at_60db_median_on_random_scenes():
+    # A 10x larger squared error anywhere would cost 10 dB: below the floor on the worst scene, below 60 dB median
+    # if it is systematic.
+    assert statistics.median(random_scene_psnr(seed) for seed in SEEDS) >= 60
 
 
 def test_finer_sub_apertures_converge_to_raytrace():

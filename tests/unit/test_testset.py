@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,6 +82,23 @@ def test_command_line_export(tmp_path):
     ds = TestSetDataset(tmp_path / "cli")
     sample = ds[0]
     assert sample["aif"].shape == (2, 3, 16, 24) and set(sample["k"].tolist()) <= {4.0, 8.0}
+    # The K set given on the command line is what the export records, in the index and in the video's settings.
+    assert ds.settings["k_values"] == [4.0, 8.0]
+    meta = json.loads((tmp_path / "cli" / "video_0000" / "meta.json").read_text())
+    assert meta["settings"]["scene.k_values"] == [4.0, 8.0]
+
+
+def test_command_line_export_from_a_data_config(tmp_path):
+    conf = Path(__file__).resolve().parents[2] / "conf" / "data" / "procedural.yaml"
+    args = ["--num-videos", "1", "--num-frames", "2", "--height", "16", "--width", "24"]
+    main(["export", "--out", str(tmp_path / "config"), "--data-config", str(conf), *args])
+    main(["export", "--out", str(tmp_path / "default"), *args])
+    from_config, default = TestSetDataset(tmp_path / "config")[0], TestSetDataset(tmp_path / "default")[0]
+    assert from_config["aif"].shape == default["aif"].shape == (2, 3, 16, 24)
+    # The config's procedural sources (seed 0) are not the default test sources (seed 1000).
+    assert not torch.equal(from_config["aif"], default["aif"])
+    with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
+        main(["export", "--out", str(tmp_path / "x"), "--data-config", str(tmp_path / "nowhere.yaml"), *args])
 
 
 def test_missing_test_set_is_named(tmp_path):

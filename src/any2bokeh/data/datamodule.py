@@ -35,8 +35,9 @@ class SyntheticBokehDataModule(L.LightningDataModule):
     (seed, split, i), whatever the worker, process or machine.
 
     Args:
-        foregrounds: a ForegroundSource, its Hydra config, or a list of them (concatenated).
-        backgrounds: a BackgroundSource, its Hydra config, or a list of them.
+        foregrounds: a ForegroundSource or a list of them (concatenated); Hydra builds them from
+            the config before they reach the DataModule.
+        backgrounds: a BackgroundSource or a list of them.
         num_frames, height, width: T, H, W of every clip.
         batch_size: clips per device (per process under DDP).
         num_workers: DataLoader workers per process.

@@ -73,11 +73,12 @@ class ConcatSource:
 
 
 def as_source(source):
-    """A source, a Hydra config of one, or a list of them -> one source."""
+    """A source or a list of sources -> one source. Configs are built by the caller (training's
+    recursive `hydra.utils.instantiate`), so the data layer never calls Hydra."""
     if isinstance(source, Mapping) and "_target_" in source:
-        from hydra.utils import instantiate
-
-        source = instantiate(source)
+        raise TypeError(
+            f"got the unbuilt config of {source['_target_']}; build it first, e.g. hydra.utils.instantiate(config)"
+        )
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         parts = [as_source(s) for s in source]
         return parts[0] if len(parts) == 1 else ConcatSource(parts)
@@ -151,7 +152,7 @@ def render_batch(
 class SyntheticBokehDataset(Dataset):
     """`size` synthetic clips of one split; clip i is a pure function of (seed, split, i).
 
-    foregrounds, backgrounds: sources (any2bokeh.data.assets), Hydra configs of them, or lists.
+    foregrounds, backgrounds: sources (any2bokeh.data.assets) or lists of them.
     scene: SceneConfig (or a mapping of its fields); perturbation: called as
     perturbation(disparity [T,1,H,W], generator, subject_mask=...) on the train split only.
     """

@@ -228,13 +228,21 @@ class TestSetDataset(Dataset):
         return {name: sample[name] for name in BATCH_KEYS}
 
 
-def _sources_from_config(path: str, data_dir: str | None):
-    """Foreground and background sources from a data config (conf/data/*.yaml)."""
+def _sources_from_config(path: str, data_dir: str | None, height: int, width: int):
+    """Foreground and background sources of a data config (conf/data/NAME.yaml), composed as training
+    composes it. Only the command line calls this: the data classes themselves receive built sources."""
+    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    root = OmegaConf.create({"data": OmegaConf.load(path), "paths": {"data_dir": data_dir or "data"}})
-    return instantiate(root.data.foregrounds), instantiate(root.data.backgrounds)
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise FileNotFoundError(f"data config not found: {file}")
+    if file.parent.name != "data":
+        raise ValueError(f"--data-config must be a file of a config folder's data group (conf/data/NAME.yaml), got {path}")
+    overrides = [f"+data={file.stem}", f"+paths.data_dir={data_dir or 'data'}", f"data.height={height}", f"data.width={width}"]
+    with initialize_config_dir(config_dir=str(file.parent.parent), version_base="1.3"):
+        data = compose(overrides=overrides).data
+    return instantiate(data.foregrounds), instantiate(data.backgrounds)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -258,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     foregrounds = backgrounds = None
     if args.data_config:
-        foregrounds, backgrounds = _sources_from_config(args.data_config, args.data_dir)
+        foregrounds, backgrounds = _sources_from_config(args.data_config, args.data_dir, args.height, args.width)
     out = export_testset(
         args.out, num_videos=args.num_videos, num_frames=args.num_frames, height=args.height, width=args.width,
         seed=args.seed, foregrounds=foregrounds, backgrounds=backgrounds,
