@@ -22,7 +22,7 @@ _HOMES = {
     "ProceduralBackgrounds": "procedural",
     "ProceduralForegrounds": "procedural",
     "Scene": "scenes",
-    "SceneConfig": "scenes",
+    "SceneConfig": "scene_config",
     "sample_scene": "scenes",
     "BATCH_KEYS": "dataset",
     "SyntheticBokehDataset": "dataset",
