@@ -58,16 +58,35 @@ def test_paper_experiments_hold_the_papers_settings(experiment, tmp_path):
     frames, lr = PAPER[experiment]
     cfg = compose(tmp_path, f"experiment={experiment}")
     assert (cfg.data.height, cfg.data.width, cfg.data.num_frames) == (576, 1024, frames)
-    assert cfg.module.optimizer.lr == lr and cfg.data.batch_size == 1
+    assert cfg.module.optimizer.lr == lr
+    assert (cfg.data.batch_size, cfg.data.num_workers) == (1, 4)
     assert cfg.model._target_.endswith("AnyToBokeh.from_svd")
     trainer = cfg.trainer
-    assert (trainer.devices, trainer.precision, trainer.accumulate_grad_batches) == (4, "bf16-mixed", 2)
+    assert (trainer.devices, trainer.num_nodes) == (4, 1)
+    assert (trainer.precision, trainer.accumulate_grad_batches) == ("bf16-mixed", 2)
     assert isinstance(instantiate(trainer.strategy), DDPStrategy)
-    assert cfg.module.gradient_checkpointing
+    # one switch: the model's (UNet and VAE); the hardware and experiment files leave the module's alone
+    assert cfg.model.gradient_checkpointing is True
     assert "wandb" in cfg.logger
     if experiment != "paper_stage1":
         with pytest.raises(ValueError, match="init_from"):
             check_train_config(cfg)
+
+
+def test_hardware_files_set_only_the_trainer():
+    # the batch size, workers and checkpointing of a run belong to its experiment, not to the machine
+    for path in sorted((CONF / "hardware").glob("*.yaml")):
+        keys = set(OmegaConf.load(path)) - {"defaults"}
+        allowed = {"trainer", "hydra"} if path.stem == "slurm" else {"trainer"}
+        assert keys <= allowed, f"{path.name} sets {sorted(keys - allowed)}"
+
+
+def test_paper_stage_files_hold_only_what_differs():
+    # paper_base.yaml holds the shared settings; a stage file picks the stage and its step count
+    for experiment in PAPER:
+        cfg = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml")
+        assert cfg.defaults[0] == "paper_base"
+        assert set(cfg) == {"defaults", "task_name", "tags", "trainer"} and set(cfg.trainer) == {"max_steps"}
 
 
 def test_slurm_hardware_requeues_on_sigterm(tmp_path, monkeypatch):
