@@ -90,7 +90,7 @@ def test_paper_stage_files_hold_only_what_differs():
 
 
 def test_slurm_hardware_requeues_on_sigterm(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "3")
+    monkeypatch.setenv("SLURM_NNODES", "3")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     cfg = compose(tmp_path, "hardware=slurm")
     # the requeued job finds Lightning's checkpoint in the same folder
@@ -99,6 +99,51 @@ def test_slurm_hardware_requeues_on_sigterm(tmp_path, monkeypatch):
     (environment,) = instantiate(cfg.trainer.plugins)
     assert isinstance(environment, SLURMEnvironment)
     assert environment.auto_requeue and environment.requeue_signal == signal.SIGTERM
+
+
+# (environment of one task, devices, nodes, world size, global rank) as `srun` sets them
+SLURM_JOBS = {
+    # sbatch --nodes=2 --ntasks-per-node=4 --gpus-per-node=4; srun python train.py ...
+    "2 nodes x 4": (
+        {"SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4", "SLURM_TASKS_PER_NODE": "4(x2)", "SLURM_NNODES": "2",
+         "SLURM_JOB_NUM_NODES": "2", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NODEID": "1"},
+        4, 2, 8, 5,
+    ),
+    # a step on one node of a 2-node job: srun -N 1 --ntasks-per-node=4 ...
+    "1-node step of a 2-node job": (
+        {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "4", "SLURM_TASKS_PER_NODE": "4", "SLURM_NNODES": "1",
+         "SLURM_JOB_NUM_NODES": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "3", "SLURM_NODEID": "0"},
+        4, 1, 4, 3,
+    ),
+    # one task, no --ntasks-per-node: srun -n 1 ...
+    "one task": (
+        {"SLURM_NTASKS": "1", "SLURM_TASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1",
+         "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"},
+        1, 1, 1, 0,
+    ),
+}
+
+
+@pytest.mark.parametrize("job", sorted(SLURM_JOBS))
+def test_slurm_hardware_matches_what_lightning_checks(job, tmp_path, monkeypatch):
+    environment, devices, nodes, world_size, rank = SLURM_JOBS[job]
+    for name in ("SLURM_NTASKS_PER_NODE", "SLURM_GPUS_ON_NODE", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_NODELIST", "node[3-4]")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    # the GPUs replaced by CPU processes, the rest of the SLURM config as it is
+    cfg = compose(tmp_path, "hardware=slurm", "trainer.accelerator=cpu")
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    cluster = trainer.strategy.cluster_environment
+    assert isinstance(cluster, SLURMEnvironment)
+    # what Lightning's launcher checks before training: raises on a devices or num_nodes mismatch
+    cluster.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
+    assert (trainer.num_devices, trainer.num_nodes) == (devices, nodes)
+    # DDP's world is SLURM's tasks: devices x nodes must count them
+    assert trainer.num_devices * trainer.num_nodes == trainer.world_size == world_size
+    assert trainer.global_rank == rank
 
 
 def test_cpu_hardware_instantiates_a_trainer(tmp_path):
