@@ -31,13 +31,18 @@ def naive_mpi_attention(block, x, inputs):
     """Eq. (4) with explicit softmax over [visual, condition] keys and a -inf mask (full grid)."""
     visual = x + block.k_proj(inputs.k_embedding)[:, None]
     cond = block.cond_proj(inputs.cond_features.flatten(2).transpose(1, 2))
-    tokens = block.norm_attn(torch.cat([visual, cond], dim=1))
+    allowed = torch.cat([torch.ones_like(inputs.regions.flatten(1)), (inputs.regions <= block.level).flatten(1)], 1)
+    return naive_attention_and_feed_forward(block, x, visual, torch.cat([visual, cond], dim=1), allowed.bool())
+
+
+def naive_attention_and_feed_forward(block, x, visual, keys, allowed):
+    """The gated attention of the queries `visual` over `keys` where `allowed` [BT, Lk], then the gated FF."""
+    tokens = block.norm_attn(keys)
     q = block.to_q(block.norm_attn(visual)).unflatten(-1, (HEADS, -1)).transpose(1, 2)
     k = block.to_k(tokens).unflatten(-1, (HEADS, -1)).transpose(1, 2)
     v = block.to_v(tokens).unflatten(-1, (HEADS, -1)).transpose(1, 2)
-    allowed = torch.cat([torch.ones_like(inputs.regions.flatten(1)), (inputs.regions <= block.level).flatten(1)], 1)
     scores = q @ k.transpose(-1, -2) / (DIM // HEADS) ** 0.5
-    scores = scores.masked_fill(~allowed.bool()[:, None, None, :], float("-inf"))
+    scores = scores.masked_fill(~allowed[:, None, None, :], float("-inf"))
     out = (scores.softmax(-1) @ v).transpose(1, 2).flatten(2)
     x = x + block.gate_attn.tanh() * block.to_out(out)
     return x + block.gate_ff.tanh() * block.ff(block.norm_ff(x))
@@ -136,3 +141,75 @@ def test_rejects_bad_arguments_and_token_counts():
     block = make_block()
     with pytest.raises(ValueError, match="25 tokens"):
         block(torch.randn(2, 25, DIM), make_inputs(torch.zeros(2, 4, 6, dtype=torch.long)))
+
+
+def bins(size, parts):
+    """Adaptive-pooling bins: part i of `size` cells spans [floor(i * size / parts), ceil((i + 1) * size / parts))."""
+    return [(i * size // parts, -(-(i + 1) * size // parts)) for i in range(parts)]
+
+
+def pooled_reference(block, x, inputs, grid, keys):
+    """Eq. (4) with keys pooled to the `keys` grid, written with loops over the key cells.
+
+    A visual key is the mean of the K-modulated tokens of its cell; a condition key is the condition features'
+    mean over its cell, then Phi_A; a condition key is allowed when any pixel of its cell has `regions <= level`.
+    """
+    (height, width), (key_rows, key_cols) = grid, keys
+    visual = x + block.k_proj(inputs.k_embedding)[:, None]
+    visual_grid = visual.reshape(x.shape[0], height, width, -1)
+    features, in_focus = inputs.cond_features, inputs.regions <= block.level
+    visual_keys, cond_keys, allowed = [], [], []
+    for row in range(key_rows):
+        for col in range(key_cols):
+
+            def cell(size):  # the rows and columns of key (row, col) on a grid of `size`
+                rows, cols = bins(size[0], key_rows)[row], bins(size[1], key_cols)[col]
+                return slice(*rows), slice(*cols)
+
+            rows, cols = cell((height, width))
+            visual_keys.append(visual_grid[:, rows, cols].mean(dim=(1, 2)))
+            rows, cols = cell(features.shape[2:])
+            cond_keys.append(features[:, :, rows, cols].mean(dim=(2, 3)))
+            rows, cols = cell(in_focus.shape[1:])
+            allowed.append(in_focus[:, rows, cols].flatten(1).any(dim=1))
+    visual_keys = torch.stack(visual_keys, dim=1)
+    cond_keys = block.cond_proj(torch.stack(cond_keys, dim=1))
+    allowed = torch.stack(allowed, dim=1)
+    allowed = torch.cat([torch.ones_like(allowed), allowed], dim=1)
+    return naive_attention_and_feed_forward(block, x, visual, torch.cat([visual_keys, cond_keys], dim=1), allowed)
+
+
+def sparse_regions(batch_frames, size, keys, seed):
+    """Mostly out of focus (3), with a band at level 1 and single in-focus pixels (0) in about half the key cells."""
+    generator = torch.Generator().manual_seed(seed)
+    regions = torch.full((batch_frames, *size), 3)
+    pixels_per_key = size[0] * size[1] / (keys[0] * keys[1])
+    regions[torch.rand(batch_frames, *size, generator=generator) < 0.7 / pixels_per_key] = 0
+    regions[:, size[0] // 3 : size[0] // 3 + 2, : size[1] // 2] = 1
+    return regions
+
+
+@pytest.mark.parametrize(
+    "latent, scale, max_key_tokens, keys, regions_size",
+    [
+        # the paper's 1024x576 at the UNet's first two depths: 72x128 and 36x64 tokens, keys pooled to 18x32
+        ((72, 128), 0, 576, (18, 32), (576, 1024)),
+        ((72, 128), 1, 576, (18, 32), (576, 1024)),
+        # uneven, overlapping cells: 10x14 tokens to 3x4 keys; regions at another resolution
+        ((10, 14), 0, 12, (3, 4), (25, 33)),
+    ],
+)
+def test_pooled_keys_match_a_naive_reference(latent, scale, max_key_tokens, keys, regions_size):
+    block = MPIAttention(DIM, COND_DIM, HEADS, DIM // HEADS, level=1, scale=scale, max_key_tokens=max_key_tokens)
+    with torch.no_grad():
+        block.gate_attn.fill_(1.0)
+        block.gate_ff.fill_(1.0)
+        block.k_proj[-1].weight.normal_()
+    inputs = make_inputs(sparse_regions(2, regions_size, keys, seed=3), size=latent)
+    grid = inputs.grid(scale)
+    assert key_grid(grid, max_key_tokens) == keys
+    mask = inputs.key_mask(block.level, keys)
+    assert 0.3 < mask.float().mean() < 0.8  # the mask keeps some condition keys and drops others
+    x = torch.randn(2, grid[0] * grid[1], DIM)
+    with torch.no_grad():
+        assert torch.allclose(block(x, inputs), pooled_reference(block, x, inputs, grid, keys), atol=1e-5)
