@@ -93,6 +93,9 @@ def test_sixteen_bit_images_keep_their_precision(tmp_path):
     array = read_image_array(tmp_path / "depth.png", "L")
     assert array.dtype == np.uint16
     np.testing.assert_array_equal(array, values)
+    floats = np.linspace(-2.5, 1e6, 64, dtype=np.float32).reshape(4, 16)  # float TIFF depth
+    Image.fromarray(floats).save(tmp_path / "depth.tif")
+    np.testing.assert_array_equal(read_image_array(tmp_path / "depth.tif"), floats)
 
 
 def test_bad_inputs_name_the_path(tmp_path):
