@@ -5,7 +5,8 @@ for on-the-fly synthesis, matching it on fronto-parallel scenes; ``composite_ove
 """
 
 from .composite import ALPHA_SKIP, ALPHA_STOP, composite_over
+from .disparity_map import render_disparity_map
 from .layers import render_layers
 from .raytrace import lens_lattice, raytrace
 
-__all__ = ["raytrace", "render_layers", "lens_lattice", "composite_over", "ALPHA_SKIP", "ALPHA_STOP"]
+__all__ = ["raytrace", "render_layers", "render_disparity_map", "lens_lattice", "composite_over", "ALPHA_SKIP", "ALPHA_STOP"]
