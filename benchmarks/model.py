@@ -8,6 +8,14 @@
    Attention is counted too: torch's counter has no formula for the CPU SDPA kernel, so one is supplied.
 3. Forward and forward+backward time of the tiny test-size model on this CPU, base vs BokehUNet.
 4. On CUDA only: seconds per frame and peak memory at 576x1024 in bf16, base vs BokehUNet.
+
+    python benchmarks/model.py --load [--dtype bf16] [--dir /tmp]
+
+5. Load time and peak memory of a whole AnyToBokeh of the real sizes (SVD img2vid-xt UNet, its 4-block
+   VAE, the ViT-H image encoder), random weights saved once to a temporary folder (about 4.8 GB in bf16):
+   `from_checkpoint` and `from_pretrained` (built on the meta device, then the tensors) against the old
+   path, which built a randomly initialised model and then copied the checkpoint into it. Each load runs
+   in its own process, so its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -15,9 +23,15 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import resource
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
@@ -179,6 +193,102 @@ def gpu_table(frames: int, repeats: int) -> list[str]:
     return [header] + table
 
 
+def real_size_components() -> dict:
+    """SVD img2vid-xt's UNet, VAE and ViT-H image encoder configs (randomly initialised where built)."""
+    from diffusers import AutoencoderKLTemporalDecoder
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from any2bokeh.models.tiny import CLIPImageProcessor
+
+    clip_config = CLIPVisionConfig(
+        hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
+        patch_size=14, image_size=224, projection_dim=1024,
+    )
+    return {
+        "unet": UNetSpatioTemporalConditionModel(),
+        "vae": AutoencoderKLTemporalDecoder(
+            block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2
+        ),
+        "image_encoder": CLIPVisionModelWithProjection(clip_config),
+        "feature_extractor": CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}),
+    }
+
+
+def write_real_size_model(folder: Path, dtype: torch.dtype) -> int:
+    """A Lightning-style checkpoint (`last.ckpt`) and a `save_pretrained` folder (`saved/`) of random weights."""
+    from any2bokeh.models import AnyToBokeh
+    from any2bokeh.models.serialization import empty_parameters
+
+    with empty_parameters():
+        model = AnyToBokeh(**real_size_components())
+    generator = torch.Generator().manual_seed(0)
+    state = {
+        name: torch.randn(value.shape, generator=generator, dtype=dtype) * 0.02
+        for name, value in model.state_dict().items()
+    }
+    torch.save({"state_dict": {f"net.{name}": value for name, value in state.items()},
+                "any2bokeh_config": model.config}, folder / "last.ckpt")
+    model.load_state_dict(state, assign=True)
+    model.save_pretrained(folder / "saved")
+    return sum(value.numel() for value in state.values())
+
+
+def load_once(method: str, folder: Path) -> None:
+    """One load in this process; prints `seconds peak_rss_gb parameter_dtype`."""
+    from any2bokeh.models import AnyToBokeh
+
+    start = time.perf_counter()
+    if method == "from_checkpoint":
+        model = AnyToBokeh.from_checkpoint(folder / "last.ckpt")
+    elif method == "from_checkpoint_fp32":
+        model = AnyToBokeh.from_checkpoint(folder / "last.ckpt", dtype=torch.float32)
+    elif method == "from_pretrained":
+        model = AnyToBokeh.from_pretrained(folder / "saved")
+    elif method == "old":  # a randomly initialised model (float32, as from_svd built it), then a copy
+        model = AnyToBokeh.from_checkpoint(folder / "last.ckpt", model=AnyToBokeh(**real_size_components()))
+    else:
+        raise ValueError(f"unknown load method {method!r}")
+    seconds = time.perf_counter() - start
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # ru_maxrss is in KiB on Linux
+    print(f"{seconds:.2f} {peak_gb:.1f} {next(model.parameters()).dtype}")
+
+
+LOAD_METHODS = {
+    "old": "old path: random fp32 model, then copy",
+    "from_checkpoint": "from_checkpoint (meta, then tensors)",
+    "from_checkpoint_fp32": "from_checkpoint(dtype=float32)",
+    "from_pretrained": "from_pretrained (meta, then tensors)",
+}
+
+
+def load_table(dtype: torch.dtype, directory: str | None) -> list[str]:
+    folder = Path(tempfile.mkdtemp(prefix="any2bokeh-load-", dir=directory))
+    try:
+        start = time.perf_counter()
+        parameters = write_real_size_model(folder, dtype)
+        written = time.perf_counter() - start
+        size_gb = (folder / "last.ckpt").stat().st_size / 1e9
+        lines = [
+            f"AnyToBokeh of the real sizes: {parameters:,} parameters, {dtype} checkpoint of {size_gb:.1f} GB "
+            f"(written in {written:.0f} s)",
+            "",
+            "| load | seconds | peak RSS (GB) | parameters | vs old path |",
+            "|---|---|---|---|---|",
+        ]
+        results = {}
+        for method in LOAD_METHODS:
+            # the files are in the page cache after writing: every method reads from memory, not disk
+            command = [sys.executable, __file__, "--load-once", method, str(folder)]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+            results[method] = (float(output[-3]), float(output[-2]), output[-1])
+        for method, (seconds, peak, parameter_dtype) in results.items():
+            ratio = results["old"][0] / seconds
+            lines.append(f"| {LOAD_METHODS[method]} | {seconds:.1f} | {peak:.1f} | {parameter_dtype} | {ratio:.1f}x faster |")
+        return lines
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=1, help="frames per call for the FLOP count")
@@ -187,10 +297,21 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads (1 keeps timings steady on a shared machine)"
     )
+    parser.add_argument("--load", action="store_true", help="only the load-time section (writes ~5 GB to --dir)")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="dtype of the saved weights")
+    parser.add_argument("--dir", default=None, help="where the temporary weights go (default: the temp folder)")
+    parser.add_argument("--load-once", nargs=2, metavar=("METHOD", "FOLDER"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
+    if options.load_once:
+        load_once(options.load_once[0], Path(options.load_once[1]))
+        return
     print(f"# {platform.node()} | {platform.processor() or platform.machine()} | {torch.get_num_threads()} threads "
           f"| torch {torch.__version__} | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    if options.load:
+        dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[options.dtype]
+        print("\n".join(load_table(dtype, options.dir)))
+        return
     for section in (real_config_table(options.frames), tiny_cpu_table(options.repeats),
                     gpu_table(options.gpu_frames, options.repeats)):
         print()

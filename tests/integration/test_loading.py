@@ -56,7 +56,12 @@ def test_from_svd_loads_every_saved_tensor(svd_folder):
     new_roots = {".".join(name.split(".")[:2]) for name in model.new_parameter_names()}
     assert new_roots == {"unet.cond_embed", "unet.mpi_blocks", "vae.skip_convs"}
     assert model.feature_extractor.crop_size == {"height": 32, "width": 32}
-    assert model.source == {"kind": "svd", "pretrained": str(svd_folder), "variant": None}
+    # the config describes the architecture, not the folder it came from
+    config = model.config
+    assert str(svd_folder) not in json.dumps(config)
+    assert config["unet"]["block_out_channels"] == [32, 64] and config["vae"]["latent_channels"] == 4
+    assert config["image_encoder"]["hidden_size"] == 32 and config["feature_extractor"]["crop_size"]["height"] == 32
+    assert config["options"]["ff_mult"] == 2 and config["options"]["max_key_tokens"] == 576
 
 
 def test_from_svd_options(svd_folder, tmp_path):
@@ -127,7 +132,8 @@ def test_save_load_round_trip_is_exact(svd_folder, tmp_path):
     open_gates(model)
     folder = model.save_pretrained(tmp_path / "saved")
     config = json.loads((folder / "any2bokeh_config.json").read_text())
-    assert config["mpi_alpha"] == 1.5 and config["fps"] == 6 and config["format"] == "any2bokeh"
+    assert config["options"]["mpi_alpha"] == 1.5 and config["options"]["fps"] == 6
+    assert (config["format"], config["version"]) == ("any2bokeh", 2)
 
     loaded = AnyToBokeh.from_pretrained(folder).eval()
     assert loaded.options == model.options
@@ -154,6 +160,21 @@ def test_from_pretrained_errors(svd_folder, tmp_path):
     assert not (folder / "image_encoder").exists()
     (folder / "any2bokeh_new_modules.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="any2bokeh_new_modules.safetensors"):
+        AnyToBokeh.from_pretrained(folder)
+    (folder / "vae" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"vae.config\.json \(the VAE config\)"):
+        AnyToBokeh.from_pretrained(folder)
+
+    folder = AnyToBokeh.tiny(use_image_encoder=False).save_pretrained(tmp_path / "other")
+    config = json.loads((folder / "any2bokeh_config.json").read_text())
+    (folder / "any2bokeh_config.json").write_text(json.dumps({**config, "version": 7}))
+    with pytest.raises(ValueError, match="unknown any2bokeh config version 7"):
+        AnyToBokeh.from_pretrained(folder)
+    (folder / "any2bokeh_config.json").write_text(json.dumps({**config, "options": {**config["options"], "n_plane": 4}}))
+    with pytest.raises(ValueError, match=r"any2bokeh_config.json: .*unknown option\(s\) \['n_plane'\]"):
+        AnyToBokeh.from_pretrained(folder)
+    (folder / "any2bokeh_config.json").write_text(json.dumps({**config, "options": {**config["options"], "ff_mult": 4}}))
+    with pytest.raises(ValueError, match=r"the weights in .*other does not fit the architecture"):
         AnyToBokeh.from_pretrained(folder)
 
 
@@ -190,8 +211,62 @@ def test_from_checkpoint_of_an_svd_model(svd_folder, tmp_path):
         for name, value in trained.state_dict().items():
             assert torch.equal(model.state_dict()[name], value), name
     assert AnyToBokeh.from_checkpoint(path).options.fps == 6
-    with pytest.raises(ValueError, match="cannot rebuild an AnyToBokeh from source 'components'"):
-        AnyToBokeh.from_config({"source": {"kind": "components"}})
+
+
+def test_rebuilding_reads_no_svd_and_initialises_nothing(svd_folder, tmp_path, monkeypatch):
+    """from_checkpoint and from_pretrained rebuild from the stored config: no SVD folder, no random init."""
+    trained = AnyToBokeh.from_svd(svd_folder, use_image_encoder=False, n_planes=3, ff_mult=1, max_key_tokens=16)
+    open_gates(trained, seed=8)
+    path = lightning_checkpoint(trained, tmp_path / "last.ckpt", any2bokeh_config=trained.config)
+    folder = trained.save_pretrained(tmp_path / "saved")
+    for name in ("from_svd", "tiny"):
+        monkeypatch.setattr(AnyToBokeh, name, classmethod(lambda *args, **kwargs: pytest.fail("built from SVD")))
+    monkeypatch.setattr("any2bokeh.models.loading.load_svd_components", lambda *a, **k: pytest.fail("read SVD"))
+    for load in (lambda: AnyToBokeh.from_checkpoint(path), lambda: AnyToBokeh.from_pretrained(folder)):
+        rng = torch.get_rng_state()
+        model = load()
+        # a randomly initialised parameter would have drawn from the global generator
+        assert torch.equal(torch.get_rng_state(), rng)
+        assert model.options == trained.options
+        assert {mpi.max_key_tokens for mpi in model.unet.mpi_blocks} == {16}
+        assert model.unet.mpi_blocks[0].ff.net[-1].in_features == model.unet.mpi_blocks[0].ff.net[-1].out_features
+        state = model.state_dict()
+        assert state.keys() == trained.state_dict().keys()
+        assert all(torch.equal(state[name], value) for name, value in trained.state_dict().items())
+
+
+def test_rebuilt_model_computes_what_the_saved_one_did(tmp_path):
+    """Non-persistent buffers (the CLIP mean and std, CLIP's position ids) are rebuilt, not left empty."""
+    trained = AnyToBokeh.tiny(seed=4, mpi_alpha=1.5).eval()
+    open_gates(trained, seed=4)
+    path = lightning_checkpoint(trained, tmp_path / "last.ckpt", any2bokeh_config=trained.config)
+    rebuilt = AnyToBokeh.from_checkpoint(path).eval()
+    buffers = dict(trained.named_buffers())
+    assert buffers.keys() == dict(rebuilt.named_buffers()).keys() >= {"clip_mean", "clip_std"}
+    assert all(torch.equal(buffers[name], value) for name, value in rebuilt.named_buffers())
+    with torch.no_grad():
+        expected, actual = trained(*clip()), rebuilt(*clip())
+    assert torch.equal(actual.frames, expected.frames)
+    half = AnyToBokeh.from_checkpoint(path, dtype="bf16", gradient_checkpointing=True)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16} and half.unet.is_gradient_checkpointing
+
+
+def test_version_1_files(tmp_path):
+    """A version-1 folder (options only) loads; a version-1 checkpoint says how to convert it, and that works."""
+    trained = AnyToBokeh.tiny(seed=0, use_image_encoder=False, fps=6)
+    open_gates(trained, seed=3)
+    folder = trained.save_pretrained(tmp_path / "saved")
+    options = {key: value for key, value in trained.config["options"].items() if key not in ("ff_mult", "max_key_tokens")}
+    (folder / "any2bokeh_config.json").write_text(json.dumps({"format": "any2bokeh", "version": 1, **options}))
+    assert AnyToBokeh.from_pretrained(folder).options == trained.options
+
+    old_config = {**options, "source": {"kind": "tiny", "seed": 0}}
+    path = lightning_checkpoint(trained, tmp_path / "old.ckpt", any2bokeh_config=old_config)
+    with pytest.raises(ValueError, match=r"version-1 checkpoint.*'kind': 'tiny'.*from_checkpoint\(ckpt, model=.*save_pretrained"):
+        AnyToBokeh.from_checkpoint(path)
+    converted = AnyToBokeh.from_checkpoint(path, model=AnyToBokeh.tiny(use_image_encoder=False, fps=6))
+    loaded = AnyToBokeh.from_pretrained(converted.save_pretrained(tmp_path / "converted"))
+    assert all(torch.equal(loaded.state_dict()[name], value) for name, value in trained.state_dict().items())
 
 
 def test_from_checkpoint_errors(tmp_path):

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from any2bokeh.models import AnyToBokeh
 from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
-from any2bokeh.training import check_train_config, compose_train_config, train
+from any2bokeh.training import build_net, check_train_config, compose_train_config, train
 from tests.train_configs import CONF, TINY_RUN, tiny_config
 
 OPTIMIZER = partial(torch.optim.AdamW, lr=1e-3)
@@ -117,20 +117,34 @@ def test_stage3_loss_is_l1_plus_weighted_texture(tiny_net_factory):
     assert all(p.grad is None for p in module.net.unet.parameters())
 
 
-def test_nan_loss_raises_a_clear_error(tiny_net_factory, monkeypatch):
+@pytest.mark.parametrize("value, shown", [(torch.nan, "nan"), (torch.inf, "inf"), (-torch.inf, "inf")])
+def test_non_finite_loss_raises_a_clear_error(tiny_net_factory, monkeypatch, value, shown):
     module = Stage1GeometryGuided(tiny_net_factory(), OPTIMIZER)
-    monkeypatch.setattr(module.net, "predict_latents", lambda *args, **kwargs: torch.full((1, 2, 4, 16, 16), torch.nan))
-    with pytest.raises(FloatingPointError, match="training loss is nan"):
+    monkeypatch.setattr(module.net, "predict_latents", lambda *args, **kwargs: torch.full((1, 2, 4, 16, 16), value))
+    with pytest.raises(FloatingPointError, match=f"training loss is {shown} at global step 0"):
         module.training_step(batch(), 0)
 
 
 @pytest.mark.parametrize("stage", ["stage2", "stage3"])
 def test_later_stage_of_the_real_model_needs_init_from(stage, tmp_path):
     cfg = tiny_config(tmp_path, "model=svd", f"stage={stage}")
-    with pytest.raises(ValueError, match="init_from"):
+    with pytest.raises(ValueError, match="init_from.*model.pretrained='stabilityai/stable-video-diffusion-img2vid-xt'"):
         check_train_config(cfg)
     # the tiny model may start any stage from scratch
     check_train_config(tiny_config(tmp_path, f"stage={stage}"))
+
+
+def test_pretrained_weights_not_the_target_name_decide_whether_init_from_is_needed(tmp_path):
+    # the tiny model's own target, declaring pretrained weights: a later stage needs init_from
+    with pytest.raises(ValueError, match="init_from"):
+        check_train_config(tiny_config(tmp_path, "stage=stage2", "+model.pretrained=/models/svd"))
+    # another target without pretrained weights (a saved folder already is the trained start): no error
+    folder = AnyToBokeh.tiny(use_image_encoder=False).save_pretrained(tmp_path / "saved")
+    check_train_config(
+        tiny_config(
+            tmp_path, "stage=stage2", "model._target_=any2bokeh.models.AnyToBokeh.from_pretrained", f"+model.path={folder}"
+        )
+    )
 
 
 def test_unknown_stage_is_an_error(tmp_path):
@@ -138,10 +152,31 @@ def test_unknown_stage_is_an_error(tmp_path):
         compose_train_config(CONF, [*TINY_RUN, "stage=stage4"], tmp_path)
 
 
-def test_missing_init_from_is_an_error(tmp_path):
+def test_missing_init_from_or_ckpt_path_is_an_error(tmp_path):
     cfg = tiny_config(tmp_path, "stage=stage2", f"init_from={tmp_path / 'nothing.ckpt'}")
-    with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
+    with pytest.raises(FileNotFoundError, match="init_from=.*nothing.ckpt"):
         check_train_config(cfg)
+    cfg = tiny_config(tmp_path, f"ckpt_path={tmp_path / 'gone' / 'last.ckpt'}")
+    with pytest.raises(FileNotFoundError, match="ckpt_path=.*gone/last.ckpt.* does not exist"):
+        train(cfg)
+
+
+def test_init_from_a_saved_folder(tmp_path):
+    saved = AnyToBokeh.tiny(seed=5, use_image_encoder=False, fps=6)
+    with torch.no_grad():
+        saved.vae.reset_skips(0.01)
+    folder = saved.save_pretrained(tmp_path / "saved")
+    net = build_net(tiny_config(tmp_path, "model.gradient_checkpointing=true").model, str(folder))
+    # the architecture and options come from the folder; the model config's checkpointing switch applies
+    assert net.options == saved.options and net.unet.is_gradient_checkpointing
+    assert all(torch.equal(net.state_dict()[key], value) for key, value in saved.state_dict().items())
+
+    (folder / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing .*saved/vae/diffusion_pytorch_model.safetensors"):
+        train(tiny_config(tmp_path / "run", "stage=stage2", f"init_from={folder}"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty/any2bokeh_config.json: not a saved AnyToBokeh folder"):
+        train(tiny_config(tmp_path / "run", "stage=stage2", f"init_from={tmp_path / 'empty'}"))
 
 
 def test_frame_size_must_fit_the_model(tmp_path):

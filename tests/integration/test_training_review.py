@@ -15,6 +15,7 @@ from any2bokeh.models.tiny import tiny_svd_components
 from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
 from any2bokeh.modules.losses import gradient_texture_loss
 from any2bokeh.training import build_net, train
+from tests.forward_calls import forward_calls
 from tests.train_configs import tiny_config
 
 OPTIMIZER = partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.1)
@@ -144,15 +145,34 @@ def test_every_trainable_parameter_gets_a_gradient(stage):
     assert in_optimizer == {id(p) for p in module.net.parameters() if p.requires_grad}
 
 
+# forward calls of one UNet res block, the VAE encoder's first block and the decoder's first block in one
+# training step, without and with the model's gradient checkpointing: only blocks that run with gradients
+# are recomputed in backward (the encoder runs for the bokeh, the all-in-focus frames and V_D)
+RECOMPUTED = {
+    Stage1GeometryGuided: ({"unet": 1, "encoder": 3, "decoder": 0}, {"unet": 2, "encoder": 3, "decoder": 0}),
+    Stage2TemporalRefinement: ({"unet": 1, "encoder": 3, "decoder": 0}, {"unet": 2, "encoder": 3, "decoder": 0}),
+    Stage3DecoderDetail: ({"unet": 1, "encoder": 2, "decoder": 1}, {"unet": 1, "encoder": 2, "decoder": 2}),
+}
+
+
 @pytest.mark.parametrize("stage", STAGES, ids=lambda cls: cls.__name__)
-def test_gradient_checkpointing_gives_the_same_gradients_with_frozen_inputs(stage):
-    # stages 2 and 3 checkpoint blocks whose inputs come from frozen layers (hardware=4xh800)
-    gradients = []
+def test_gradient_checkpointing_recomputes_the_trained_part_with_the_same_gradients(stage):
+    # stages 2 and 3 checkpoint blocks whose inputs come from frozen layers (model.gradient_checkpointing)
+    gradients, calls = [], []
     for checkpointing in (False, True):
-        module = stage(AnyToBokeh.tiny(seed=0), OPTIMIZER, gradient_checkpointing=checkpointing)
+        module = stage(AnyToBokeh.tiny(seed=0, gradient_checkpointing=checkpointing), OPTIMIZER)
         module.train()
-        module.model_step(batch()).loss.backward()
+        net = module.net
+        blocks = {
+            "unet": net.unet.unet.down_blocks[0].resnets[0],
+            "encoder": net.vae.vae.encoder.down_blocks[0],
+            "decoder": net.vae.vae.decoder.up_blocks[0],
+        }
+        with forward_calls(**blocks) as counts:
+            module.model_step(batch()).loss.backward()
+        calls.append(counts)
         gradients.append({name: p.grad for name, p in module.net.named_parameters() if p.grad is not None})
+    assert tuple(calls) == RECOMPUTED[stage]
     assert gradients[0].keys() == gradients[1].keys() and gradients[0]
     for name, gradient in gradients[0].items():
         torch.testing.assert_close(gradients[1][name], gradient, msg=name)

@@ -3,6 +3,7 @@ import torch
 
 from any2bokeh.models.tiny import tiny_vae
 from any2bokeh.models.vae import SkipVAE
+from tests.forward_calls import forward_calls
 
 
 @pytest.fixture
@@ -89,20 +90,51 @@ def test_skip_convs_receive_gradient_at_zero_init_and_then_act(vae, frames):
 def test_gradient_checkpointing_gives_same_values_and_gradients(vae, frames):
     skip_vae = SkipVAE(vae, skip_init=0.01)
     skip_vae.vae.train()
+    blocks = {
+        "encoder": skip_vae.vae.encoder.down_blocks[1],
+        "encoder_mid": skip_vae.vae.encoder.mid_block,
+        "decoder_mid": skip_vae.vae.decoder.mid_block,
+        "decoder": skip_vae.vae.decoder.up_blocks[1],
+    }
 
     def run():
         skip_vae.zero_grad()
-        out = skip_vae(frames, num_frames=3)
-        out.square().mean().backward()
-        return out.detach(), skip_vae.skip_convs[1].weight.grad.clone()
+        with forward_calls(**blocks) as calls:
+            out = skip_vae(frames, num_frames=3)
+            out.square().mean().backward()
+        grads = {name: p.grad.clone() for name, p in skip_vae.named_parameters() if p.grad is not None}
+        return out.detach(), grads, calls
 
-    out_plain, grad_plain = run()
+    out_plain, grads_plain, calls_plain = run()
     skip_vae.enable_gradient_checkpointing()
     assert skip_vae.vae.decoder.gradient_checkpointing
-    out_ckpt, grad_ckpt = run()
+    out_ckpt, grads_ckpt, calls_ckpt = run()
     skip_vae.disable_gradient_checkpointing()
+    # every checkpointed block runs again in backward
+    assert calls_plain == dict.fromkeys(blocks, 1) and calls_ckpt == dict.fromkeys(blocks, 2)
     torch.testing.assert_close(out_ckpt, out_plain)
-    torch.testing.assert_close(grad_ckpt, grad_plain)
+    assert grads_ckpt.keys() == grads_plain.keys() >= {name for name, _ in skip_vae.decoder_parameters()}
+    assert any(name.startswith("vae.encoder.") for name in grads_plain)
+    for name, grad in grads_plain.items():
+        torch.testing.assert_close(grads_ckpt[name], grad, msg=name)
+
+    # frozen and run without gradients (the encoder in every stage): nothing to recompute
+    with torch.no_grad(), forward_calls(**blocks) as calls:
+        skip_vae.enable_gradient_checkpointing()
+        skip_vae.encode(frames)
+    assert calls == {"encoder": 1, "encoder_mid": 1, "decoder_mid": 0, "decoder": 0}
+
+
+def test_decoder_parameters_are_the_decoder_and_skips_that_run(vae):
+    skip_vae = SkipVAE(vae)
+    names = [name for name, _ in skip_vae.decoder_parameters()]
+    assert any(name.startswith("skip_convs.") for name in names)
+    assert not any(name.startswith(("vae.encoder.", "vae.quant_conv")) for name in names)
+    # the tiny decoder's mid block has one resnet: its attention never runs, so it is not trained
+    mid_attention = {f"vae.{name}" for name, _ in vae.named_parameters() if name.startswith("decoder.mid_block.attentions")}
+    assert mid_attention and not mid_attention & set(names)
+    expected = {name for name, _ in skip_vae.named_parameters() if name.startswith(("vae.decoder.", "skip_convs."))}
+    assert set(names) == expected - mid_attention
 
 
 def test_clear_errors(vae, frames):

@@ -16,7 +16,8 @@ __all__ = [
     "vd_map",
 ]
 
-from .pipeline import AnyToBokeh, AnyToBokehOptions, AnyToBokehOutput, EncodedFrames, load_svd_components
+from .any_to_bokeh import AnyToBokeh, AnyToBokehOptions, AnyToBokehOutput, EncodedFrames
+from .loading import load_svd_components
 from .tiny import save_tiny_svd, tiny_svd_components
 from .vae import SkipVAE, SkipVAEEncoding
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
@@ -101,6 +102,20 @@ class SkipVAE(nn.Module):
     @property
     def num_skips(self) -> int:
         return len(self.skip_convs)
+
+    def decoder_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """(name, parameter) of the decoder and the skip convs, the part trained in stage 3 (§3.4).
+
+        Diffusers' decoder mid block runs attention i between resnets i and i + 1 only: with one resnet (the
+        tiny VAE) its attention never runs. Those parameters are left out, since they would never get a
+        gradient (and DDP with find_unused_parameters=False stops on such parameters).
+        """
+        mid_block = self.vae.decoder.mid_block
+        never_run = mid_block.attentions[len(mid_block.resnets) - 1 :]
+        unused = {id(parameter) for attention in never_run for parameter in attention.parameters()}
+        for name, parameter in self.named_parameters():
+            if name.startswith(("vae.decoder.", "skip_convs.")) and id(parameter) not in unused:
+                yield name, parameter
 
     def enable_gradient_checkpointing(self) -> None:
         self.gradient_checkpointing = True

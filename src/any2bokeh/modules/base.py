@@ -63,8 +63,9 @@ class BokehModule(LightningModule):
             parameters.
         scheduler: an optional partial learning-rate scheduler, finished with the optimizer; stepped
             every optimisation step. None keeps the rate constant, as the paper does.
-        gradient_checkpointing: recompute activations in the backward pass of the trained part
-            (trades compute for memory at 1024x576).
+
+    Gradient checkpointing is the network's own setting (`model.gradient_checkpointing`): it recomputes the
+    blocks that run with gradients, so only the trained part pays for it.
     """
 
     #: Stages 2 and 3 refine an already trained model; starting them from a bare SVD is a mistake.
@@ -75,7 +76,6 @@ class BokehModule(LightningModule):
         net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"], logger=False)
@@ -98,17 +98,12 @@ class BokehModule(LightningModule):
             }
         )
         self._select_trainable()
-        if gradient_checkpointing:
-            self.enable_gradient_checkpointing()
         self.train(self.training)
 
     # ---------------------------------------------------------------- parameter selection
     def trainable_parameters(self) -> Iterable[Tensor]:
         """The parameters of `net` this stage trains."""
         raise NotImplementedError
-
-    def enable_gradient_checkpointing(self) -> None:
-        self.net.unet.enable_gradient_checkpointing()
 
     def _select_trainable(self) -> None:
         trainable = {id(p) for p in self.trainable_parameters()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 
 import torch
@@ -32,18 +31,7 @@ class Stage3DecoderDetail(BokehModule):
         self.texture_weight = float(texture_weight)
 
     def trainable_parameters(self) -> Iterable[Tensor]:
-        vae = self.net.vae
-        # diffusers' decoder mid block runs attention i between resnets i and i + 1 only: with one resnet
-        # (the tiny VAE) its attention never runs. Parameters that never get a gradient stay frozen: DDP
-        # (find_unused_parameters=False) stops on them.
-        mid_block = vae.vae.decoder.mid_block
-        never_run = mid_block.attentions[len(mid_block.resnets) - 1 :]
-        unused = {id(parameter) for attention in never_run for parameter in attention.parameters()}
-        decoder = itertools.chain(vae.vae.decoder.parameters(), vae.skip_convs.parameters())
-        return [parameter for parameter in decoder if id(parameter) not in unused]
-
-    def enable_gradient_checkpointing(self) -> None:
-        self.net.vae.enable_gradient_checkpointing()
+        return [parameter for _, parameter in self.net.decoder_parameters()]
 
     def model_step(self, batch: dict[str, Tensor], decode: bool = True) -> StepOutput:
         """Pixel objective: the prediction is always decoded (`decode` is accepted for the shared calls)."""

@@ -16,8 +16,9 @@ def check_train_config(cfg: DictConfig) -> None:
     """Raise a clear error for a config that would fail late or train the wrong thing.
 
     - the groups a run needs are present, and `module` names a stage LightningModule;
-    - stages 2 and 3 refine a trained model: with a pretrained base (not the tiny model) they need
-      `init_from` (the previous stage's .ckpt or saved folder) or `ckpt_path` (a resumed run);
+    - stages 2 and 3 refine a trained model: when the model config declares pretrained weights
+      (`model.pretrained`, e.g. SVD), they need `init_from` (the previous stage's .ckpt or saved folder) or
+      `ckpt_path` (a resumed run); a model without them (the tiny random one) may start any stage;
     - `init_from` and `ckpt_path` exist;
     - the run stops: `trainer.max_steps` or `trainer.max_epochs` is set.
     """
@@ -34,11 +35,12 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ValueError(f"module._target_={target!r} is not a stage module (a subclass of BokehModule)")
 
     init_from, ckpt_path = cfg.get("init_from"), cfg.get("ckpt_path")
-    tiny = str(cfg.model.get("_target_", "")).endswith(".tiny")
-    if module_cls.needs_trained_start and not tiny and init_from is None and ckpt_path is None:
+    pretrained = cfg.model.get("pretrained")
+    if module_cls.needs_trained_start and pretrained is not None and init_from is None and ckpt_path is None:
         raise ValueError(
-            f"{module_cls.__name__} refines a trained model, but init_from is not set and the model is "
-            f"{cfg.model._target_}: pass init_from=<the previous stage's .ckpt or saved folder>"
+            f"{module_cls.__name__} refines a trained model, but init_from is not set and the model would start "
+            f"from the pretrained weights model.pretrained={pretrained!r}: pass init_from=<the previous stage's "
+            ".ckpt or saved folder>"
         )
     for key, value in (("init_from", init_from), ("ckpt_path", ckpt_path)):
         if value is not None and not Path(value).exists():

@@ -36,18 +36,24 @@ def build_net(model_cfg: DictConfig, init_from: str | None = None) -> nn.Module:
         model_cfg: the `model` config group (SVD or the tiny model), used when `init_from` is None.
         init_from: the previous stage's result, a Lightning `.ckpt` or a folder written by
             `save_pretrained`; it is loaded with the model class's `from_checkpoint` / `from_pretrained`.
+            The architecture and options then come from that file; of `model_cfg`, only
+            `gradient_checkpointing` and `dtype` apply.
     """
     if init_from is None:
         log.info(f"Building the network <{model_cfg._target_}>")
         return hydra.utils.instantiate(model_cfg)
     path = Path(init_from)
     cls = model_class(model_cfg)
+    settings = {
+        "gradient_checkpointing": bool(model_cfg.get("gradient_checkpointing", False)),
+        "dtype": model_cfg.get("dtype"),
+    }
     if path.is_dir():
         log.info(f"Loading the network from the folder {path}")
-        return cls.from_pretrained(path)
+        return cls.from_pretrained(path, **settings)
     if path.is_file() and path.suffix == ".ckpt":
         log.info(f"Loading the network from the checkpoint {path}")
-        return cls.from_checkpoint(path)
+        return cls.from_checkpoint(path, **settings)
     if not path.exists():
         raise FileNotFoundError(f"init_from={init_from!r} does not exist")
     raise ValueError(f"init_from={init_from!r} is neither a .ckpt file nor a saved model folder")

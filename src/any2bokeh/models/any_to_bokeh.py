@@ -1,4 +1,4 @@
-"""AnyToBokeh: the one-step, MPI-conditioned video bokeh model (§3.2), with its saving and loading.
+"""AnyToBokeh: the one-step, MPI-conditioned video bokeh model (§3.2); saving and loading: serialization.py.
 
 One call renders a clip:
 
@@ -18,38 +18,31 @@ value), in training and at inference alike.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import CLIPVisionModelWithProjection
 
 from .bokeh_unet import BokehUNet
 from .conditioning import mpi_regions, vd_image
-from .loading import SVD_XT, load_svd_components, parse_dtype
+from .inputs import as_per_frame, check_ranges
+from .loading import SVD_XT, load_svd_components
+from .serialization import SerializationMixin
 from .tiny import CLIPImageProcessor, tiny_svd_components
 from .vae import SkipVAE
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "any2bokeh_config.json"
-NEW_MODULES_NAME = "any2bokeh_new_modules.safetensors"
-DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-FORMAT_VERSION = 1
-
 
 @dataclass
 class AnyToBokehOptions:
-    """The options of the one-step model that are not weights; saved as `any2bokeh_config.json`.
+    """The options of the one-step model that are not weights; saved with it (`AnyToBokeh.config`).
 
     n_planes: N, the number of focal-plane-adapted MPI regions.
     mpi_alpha: the exponent on d_f in the MPI thresholds (1 in training; the authors also used 1.5 at inference).
@@ -57,6 +50,9 @@ class AnyToBokehOptions:
     timestep: the fixed timestep of the one-step model.
     use_image_encoder: CLIP context per frame; False gives a zero context and no image encoder in memory.
     skip_init: starting value of the VAE skip-conv weights (0: the plain VAE at initialisation).
+    ff_mult: hidden width of the MPI blocks' feed-forward, in multiples of the block width.
+    max_key_tokens: the MPI blocks' keys (visual and condition) are pooled to at most this many per set
+        (None: the full block grid); see `MPIAttention`.
     """
 
     n_planes: int = 4
@@ -67,6 +63,8 @@ class AnyToBokehOptions:
     timestep: float = 1.0
     use_image_encoder: bool = True
     skip_init: float = 0.0
+    ff_mult: int = 2
+    max_key_tokens: int | None = 576
 
 
 @dataclass
@@ -87,19 +85,7 @@ class EncodedFrames(NamedTuple):
     skips: list[Tensor]
 
 
-def _as_per_frame(value: Tensor | float, batch: int, frames: int, name: str, device: torch.device) -> Tensor:
-    """A float, [B] or [B, T] value as a float32 [B, T] tensor."""
-    value = torch.as_tensor(value, dtype=torch.float32, device=device)
-    if value.ndim == 0:
-        return value.expand(batch, frames)
-    if value.shape == (batch,):
-        return value[:, None].expand(batch, frames)
-    if value.shape == (batch, frames):
-        return value
-    raise ValueError(f"{name} must be a float, [{batch}] or [{batch}, {frames}], got shape {tuple(value.shape)}")
-
-
-class AnyToBokeh(nn.Module):
+class AnyToBokeh(SerializationMixin, nn.Module):
     """The one-step Any-to-Bokeh model.
 
     Args:
@@ -147,7 +133,12 @@ class AnyToBokeh(nn.Module):
             "vae": ["vae.vae." + key for key in vae.state_dict()],
             "image_encoder": ["image_encoder." + key for key in image_encoder.state_dict()] if image_encoder else [],
         }
-        self.unet = BokehUNet(unet, n_planes=self.options.n_planes)
+        self.unet = BokehUNet(
+            unet,
+            n_planes=self.options.n_planes,
+            ff_mult=self.options.ff_mult,
+            max_key_tokens=self.options.max_key_tokens,
+        )
         self.vae = SkipVAE(vae, skip_init=self.options.skip_init)
         self.image_encoder = image_encoder
         self.feature_extractor = feature_extractor
@@ -163,8 +154,6 @@ class AnyToBokeh(nn.Module):
             raise RuntimeError(f"AnyToBokeh: wrapping renamed pretrained tensors, e.g. {lost[:5]}")
         # value checks of the inputs cost one device sync per call; tracing (FakeTensorMode) needs them off
         self.check_values = True
-        # how this model was built, so that a training checkpoint can rebuild it (see `from_checkpoint`)
-        self.source: dict[str, Any] = {"kind": "components"}
 
     # ---------------------------------------------------------------- properties
 
@@ -190,11 +179,6 @@ class AnyToBokeh(nn.Module):
         """Frame height and width must be multiples of this (VAE and UNet downsampling)."""
         return self.vae_scale * 2 ** (len(self.unet.unet.down_blocks) - 1)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """Options plus how the model was built; `from_config` rebuilds the architecture from it."""
-        return {**asdict(self.options), "source": dict(self.source)}
-
     def pretrained_parameter_names(self) -> list[str]:
         return [key for keys in self._pretrained_keys.values() for key in keys]
 
@@ -203,7 +187,13 @@ class AnyToBokeh(nn.Module):
         pretrained = set(self.pretrained_parameter_names())
         return [key for key in self.state_dict() if key not in pretrained]
 
+    def decoder_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """(name, parameter) of the VAE decoder and its skip convs that take part in decoding (stage 3)."""
+        for name, parameter in self.vae.decoder_parameters():
+            yield f"vae.{name}", parameter
+
     def enable_gradient_checkpointing(self) -> None:
+        """Recompute the UNet's and the VAE's blocks in the backward pass; blocks run without grad are not."""
         self.unet.enable_gradient_checkpointing()
         self.vae.enable_gradient_checkpointing()
 
@@ -242,12 +232,7 @@ class AnyToBokeh(nn.Module):
         components = load_svd_components(
             pretrained, use_image_encoder=use_image_encoder, dtype=dtype, variant=variant, cache_dir=cache_dir
         )
-        model = cls(**components, **options)
-        if dtype is not None:
-            model.to(parse_dtype(dtype))
-        if gradient_checkpointing:
-            model.enable_gradient_checkpointing()
-        model.source = {"kind": "svd", "pretrained": os.fspath(pretrained), "variant": variant}
+        model = cls(**components, **options)._set_dtype_and_checkpointing(dtype, gradient_checkpointing)
         logger.info(
             "loaded SVD from %s: %d pretrained tensors, %d new (%s)",
             pretrained,
@@ -275,166 +260,7 @@ class AnyToBokeh(nn.Module):
             if not use_image_encoder:
                 components.update(image_encoder=None, feature_extractor=None)
             model = cls(**components, **options)
-        if dtype is not None:
-            model.to(parse_dtype(dtype))
-        if gradient_checkpointing:
-            model.enable_gradient_checkpointing()
-        model.source = {"kind": "tiny", "seed": seed}
-        return model
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "AnyToBokeh":
-        """Rebuild the architecture described by `model.config` (weights as at that build, not trained ones)."""
-        config = dict(config)
-        source = dict(config.pop("source", None) or {})
-        kind = source.pop("kind", None)
-        use_image_encoder = config.pop("use_image_encoder", True)
-        if kind == "tiny":
-            return cls.tiny(seed=source.get("seed", 0), use_image_encoder=use_image_encoder, **config)
-        if kind == "svd":
-            return cls.from_svd(
-                source["pretrained"], use_image_encoder=use_image_encoder, variant=source.get("variant"), **config
-            )
-        if kind == "pretrained":
-            return cls.from_pretrained(source["path"])
-        raise ValueError(f"cannot rebuild an AnyToBokeh from source {kind!r}: expected 'tiny', 'svd' or 'pretrained'")
-
-    # ---------------------------------------------------------------- saving and loading
-
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Save the whole model to a folder.
-
-        Layout: `unet/`, `vae/` (diffusers configs + safetensors of the pretrained-named tensors, each still
-        loadable by diffusers alone), `image_encoder/`, `feature_extractor/` (transformers), the new modules in
-        `any2bokeh_new_modules.safetensors` and the options in `any2bokeh_config.json`.
-        """
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        for name, module in (("unet", self.unet.unet), ("vae", self.vae.vae)):
-            prefix = f"{name}.{name}."
-            (folder / name).mkdir(exist_ok=True)
-            module.save_config(folder / name)
-            tensors = {key[len(prefix) :]: state[key].contiguous() for key in self._pretrained_keys[name]}
-            save_file(tensors, folder / name / DIFFUSERS_WEIGHTS_NAME, metadata={"format": "pt"})
-        if self.image_encoder is not None:
-            self.image_encoder.save_pretrained(folder / "image_encoder", safe_serialization=True)
-            self.feature_extractor.save_pretrained(folder / "feature_extractor")
-        new_tensors = {key: state[key].detach().clone().contiguous() for key in self.new_parameter_names()}
-        save_file(new_tensors, folder / NEW_MODULES_NAME, metadata={"format": "pt"})
-        config = {"format": "any2bokeh", "version": FORMAT_VERSION, **asdict(self.options)}
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        return folder
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        gradient_checkpointing: bool = False,
-        dtype: torch.dtype | str | None = None,
-    ) -> "AnyToBokeh":
-        """Load a folder written by `save_pretrained`; every tensor must be present and used."""
-        folder = Path(path).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no AnyToBokeh folder at {os.fspath(path)!r}")
-        config_path = folder / CONFIG_NAME
-        if not config_path.is_file():
-            hint = " (it looks like an SVD folder: use AnyToBokeh.from_svd)" if (folder / "unet").is_dir() else ""
-            raise FileNotFoundError(f"missing {config_path}: not a saved AnyToBokeh folder{hint}")
-        config = json.loads(config_path.read_text())
-        if config.pop("format", None) != "any2bokeh" or config.pop("version", None) != FORMAT_VERSION:
-            raise ValueError(f"{config_path} is not an any2bokeh config of version {FORMAT_VERSION}")
-        unknown = set(config) - set(AnyToBokehOptions.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{config_path}: unknown option(s) {sorted(unknown)}")
-        new_modules = folder / NEW_MODULES_NAME
-        if not new_modules.is_file():
-            raise FileNotFoundError(f"missing {new_modules} (the weights of the new modules)")
-
-        use_image_encoder = config.pop("use_image_encoder")
-        components = load_svd_components(folder, use_image_encoder=use_image_encoder, dtype=dtype)
-        model = cls(**components, **config)
-        tensors = load_file(new_modules, device=str(model.device))
-        expected = set(model.new_parameter_names())
-        if set(tensors) != expected:
-            missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-            raise ValueError(
-                f"{new_modules} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-        model.load_state_dict(tensors, strict=False)
-        if dtype is not None:
-            model.to(parse_dtype(dtype))
-        if gradient_checkpointing:
-            model.enable_gradient_checkpointing()
-        model.source = {"kind": "pretrained", "path": os.fspath(folder)}
-        return model
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        ckpt_path: str | os.PathLike,
-        model: "AnyToBokeh | str | os.PathLike | None" = None,
-        *,
-        prefix: str = "net.",
-        strict: bool = True,
-    ) -> "AnyToBokeh":
-        """Load the network of a Lightning checkpoint (`state_dict` keys `prefix + name`).
-
-        Args:
-            ckpt_path: the .ckpt file (a trusted file: it is unpickled).
-            model: the architecture to load into: an AnyToBokeh (filled in place), a saved AnyToBokeh folder, or
-                an SVD folder or hub id (built with the checkpoint's options when it has them); None rebuilds it
-                from the checkpoint's `any2bokeh_config` entry (the training module stores `net.config` there).
-            prefix: the attribute path of the network in the LightningModule, with a trailing dot.
-            strict: every tensor of the model must be in the checkpoint and vice versa.
-        """
-        ckpt_path = Path(ckpt_path)
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"no checkpoint file at {os.fspath(ckpt_path)!r}")
-        # mmap: the optimizer state in the file is never read into memory
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-            keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-            raise ValueError(f"{ckpt_path} is not a Lightning checkpoint: no 'state_dict' (found {keys})")
-        # torch.compile wraps a module as `_orig_mod`; its checkpoints carry that segment in every key
-        state = {
-            key[len(prefix) :].replace("_orig_mod.", ""): value
-            for key, value in checkpoint["state_dict"].items()
-            if key.startswith(prefix)
-        }
-        if not state:
-            found = sorted({key.split(".")[0] + "." for key in checkpoint["state_dict"]})
-            raise ValueError(f"{ckpt_path}: no state_dict keys start with prefix={prefix!r} (prefixes found: {found})")
-
-        if model is None:
-            if "any2bokeh_config" not in checkpoint:
-                raise ValueError(
-                    f"{ckpt_path} has no 'any2bokeh_config' entry to rebuild the model from: store "
-                    "`checkpoint['any2bokeh_config'] = net.config` in the LightningModule's on_save_checkpoint, "
-                    "or pass model= (an AnyToBokeh, a saved AnyToBokeh folder or an SVD folder)"
-                )
-            model = cls.from_config(checkpoint["any2bokeh_config"])
-        elif not isinstance(model, AnyToBokeh):
-            folder = Path(model).expanduser()
-            if (folder / CONFIG_NAME).is_file():
-                model = cls.from_pretrained(folder)
-            else:
-                # the checkpoint's options (planes, image encoder, ...) on the SVD found at `model`
-                options = dict(checkpoint.get("any2bokeh_config") or {})
-                options.pop("source", None)
-                model = cls.from_svd(model, **options)
-
-        try:
-            result = model.load_state_dict(state, strict=False)
-        except RuntimeError as error:  # tensors of another shape: another architecture or option
-            raise ValueError(f"{ckpt_path} (prefix {prefix!r}) does not fit the model: {error}") from error
-        if strict and (result.missing_keys or result.unexpected_keys):
-            raise ValueError(
-                f"{ckpt_path} (prefix {prefix!r}) does not match the model: missing {len(result.missing_keys)} "
-                f"{result.missing_keys[:5]}, unexpected {len(result.unexpected_keys)} {result.unexpected_keys[:5]}"
-            )
-        return model
+        return model._set_dtype_and_checkpointing(dtype, gradient_checkpointing)
 
     # ---------------------------------------------------------------- the one-step model
 
@@ -516,25 +342,11 @@ class AnyToBokeh(nn.Module):
                 f"disparity must be [{batch}, {num_frames}, 1, {height}, {width}] like aif, "
                 f"got {tuple(disparity.shape)}"
             )
-        disp_focus = _as_per_frame(disp_focus, batch, num_frames, "disp_focus", aif.device)
-        k = _as_per_frame(k, batch, num_frames, "k", aif.device)
+        disp_focus = as_per_frame(disp_focus, batch, num_frames, "disp_focus", aif.device)
+        k = as_per_frame(k, batch, num_frames, "k", aif.device)
         if self.check_values:
-            self._check_ranges(aif=aif, disparity=disparity, disp_focus=disp_focus, k=k)
+            check_ranges(aif=aif, disparity=disparity, disp_focus=disp_focus, k=k)
         return disparity, disp_focus, k
-
-    @staticmethod
-    def _check_ranges(**tensors: Tensor) -> None:
-        # one device sync for all the extremes
-        extremes = torch.stack([torch.stack([t.min(), t.max()]).float() for t in tensors.values()]).tolist()
-        ranges = {"aif": (-1.0, 1.0), "disparity": (0.0, 1.0), "disp_focus": (0.0, 1.0), "k": (0.0, math.inf)}
-        for (name, tensor), (low_value, high_value) in zip(tensors.items(), extremes):
-            low, high = ranges[name]
-            finite = math.isfinite(low_value) and math.isfinite(high_value)
-            # a small tolerance admits resampling overshoot
-            if not (finite and low - 1e-3 <= low_value and high_value <= high + 1e-3):
-                raise ValueError(
-                    f"{name} must be finite and in [{low}, {high}], got values in [{low_value:.4g}, {high_value:.4g}]"
-                )
 
     def predict_latents(
         self,
