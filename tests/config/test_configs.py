@@ -79,12 +79,6 @@ def test_paper_experiments_hold_the_papers_settings(experiment, tmp_path):
             check_train_config(cfg)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="build_net ignores model.gradient_checkpointing when init_from is set (from_pretrained/from_checkpoint "
-    "build without it), so stages 2 and 3 of the paper run without checkpointing once module.gradient_checkpointing "
-    "is gone from the hardware file",
-)
 @pytest.mark.parametrize("experiment", ["paper_stage2", "paper_stage3"])
 def test_paper_stages_from_a_previous_stage_keep_gradient_checkpointing(experiment, tmp_path):
     saved = AnyToBokeh.tiny(seed=0, use_image_encoder=False).save_pretrained(tmp_path / "previous_stage")
