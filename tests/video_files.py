@@ -121,3 +121,38 @@ def write_matting_tree(root: Path) -> None:
     (root / "BG-20k/train").mkdir(parents=True)
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(root / f"BG-20k/train/bg{i}.jpg")
+
+
+def write_video_with_audio(
+    path: str | Path,
+    frames_uint8: np.ndarray,
+    fps: int = 10,
+    audio_codec: str = "aac",
+    sample_rate: int = 44100,
+    tone_hz: float = 440.0,
+) -> Path:
+    """Write frames [T, H, W, 3] uint8 (even H and W) as H.264 plus a mono sine tone as long as the
+    video, in the audio codec given ("aac" in an .mp4, "pcm_s16le" in a .mov, ...)."""
+    frames = np.asarray(frames_uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seconds = len(frames) / fps
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height = frames.shape[2], frames.shape[1]
+        video.pix_fmt = "yuv420p"
+        video.options = {"crf": "1", "preset": "ultrafast"}
+        audio = container.add_stream(audio_codec, rate=sample_rate)
+        audio.layout = "mono"
+        for frame in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode())
+        step = 1024
+        for start in range(0, len(tone), step):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + step], format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = sample_rate, start
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+    return path

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
+
+from any2bokeh.io import write_mp4
 
 # One colour per MPI region, nearest the focal plane first: green (in focus) to red (far from it).
 REGION_COLOURS = torch.tensor(
@@ -49,24 +50,6 @@ def sample_panel(batch: dict[str, Tensor], prediction: Tensor, index: int, n_pla
     # 4 x [T, 3, H, W] -> [T, 3, H, 4W] -> [T, H, 4W, 3]
     video = torch.cat([panel.cpu() for panel in panels], dim=-1).permute(0, 2, 3, 1)
     return (video * 255).round().to(torch.uint8).numpy()
-
-
-def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 4) -> Path:
-    """Write uint8 frames [T, H, W, 3] as H.264 (yuv420p), padding odd sizes by one pixel."""
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"write_mp4 expects uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    # yuv420p needs even sizes
-    frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)), mode="edge")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 class VideoLogger(Callback):

@@ -15,22 +15,28 @@ Anything wrong with the files on disk raises ``AssetError`` naming the path.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+from any2bokeh.io import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    MediaError,
+    VideoReader,
+    is_visible,
+    list_files,
+    list_frames,
+    read_image,
+    uint8_to_float,
+)
 
-
-class AssetError(ValueError):
-    """An asset folder or file that cannot be used: missing, empty, mismatched or undecodable."""
+# An asset folder or file that cannot be used (missing, empty, mismatched or undecodable) raises the
+# media error of any2bokeh.io, which does the reading, under the name the data package uses.
+AssetError = MediaError
 
 
 def reflect_frame_ids(frame_ids: Sequence[int], num_frames: int) -> list[int]:
@@ -58,57 +64,6 @@ def shrink_to_max_size(images: torch.Tensor, max_size: int | None) -> torch.Tens
     flat = images.reshape(-1, *images.shape[-3:])
     flat = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False)
     return flat.reshape(*images.shape[:-2], *size).clamp_(0.0, 1.0)
-
-
-def _uint8_to_float(array: np.ndarray) -> torch.Tensor:
-    """uint8 [..., h, w, C] -> float32 [..., C, h, w] in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, -3).float().div_(255.0)
-
-
-def _read_image(path: Path, mode: str, max_size: int | None) -> torch.Tensor:
-    """Read one image file as float32 [C, h, w] in [0, 1]; mode is PIL's "RGB" or "L"."""
-    try:
-        with Image.open(path) as image:
-            if max_size is not None and image.format == "JPEG":
-                # Let the JPEG decoder skip detail that the downscale would throw away anyway.
-                scale = max_size / max(image.size)
-                if scale < 1:
-                    image.draft(mode, (round(image.size[0] * scale), round(image.size[1] * scale)))
-            if mode == "L" and image.mode.startswith("I;16"):
-                # 16-bit mattes: converting to "L" would clip, so scale the full range instead.
-                return torch.from_numpy(np.array(image, dtype=np.float32) / 65535.0)[None]
-            array = np.array(image.convert(mode))
-    except (OSError, ValueError, SyntaxError) as error:
-        raise AssetError(f"cannot decode image {path}: {error}") from error
-    if array.ndim == 2:
-        array = array[..., None]
-    return _uint8_to_float(array)
-
-
-def _visible(path: Path, root: Path | None = None) -> bool:
-    """False for hidden entries (or entries in hidden folders below root), such as the macOS
-    "._name.jpg" resource forks that archives often carry."""
-    parts = path.relative_to(root).parts if root is not None else (path.name,)
-    return not any(part.startswith(".") for part in parts)
-
-
-def _list_files(folder: Path, extensions: Sequence[str], recursive: bool = False) -> list[Path]:
-    pattern = "**/*" if recursive else "*"
-    return sorted(
-        p
-        for p in folder.glob(pattern)
-        if p.is_file() and p.suffix.lower() in extensions and _visible(p, folder)
-    )
-
-
-def _frame_number_order(path: Path) -> tuple:
-    """Sort key that reads digit runs as numbers, so that frame_2 comes before frame_10."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
-
-
-def _list_frames(folder: Path) -> list[Path]:
-    """The frames of a frame-folder clip, in frame-number order (zero padding not needed)."""
-    return sorted(_list_files(folder, IMAGE_EXTENSIONS), key=_frame_number_order)
 
 
 def _require_folder(folder: str | Path, what: str) -> Path:
@@ -186,7 +141,7 @@ class BackgroundSource(ABC):
 class VideoMatteForegrounds(ForegroundSource):
     """Video mattes in VideoMatte240K layout.
 
-    Either ``root/fgr/NAME.mp4`` with ``root/pha/NAME.mp4`` (decoded with decord; only the
+    Either ``root/fgr/NAME.mp4`` with ``root/pha/NAME.mp4`` (decoded by any2bokeh.io; only the
     requested frames are read), or frame folders ``root/fgr/NAME/*.jpg|png`` with
     ``root/pha/NAME/*`` (frames in frame-number order: ``frame_2`` before ``frame_10``). Both
     layouts may be mixed, clip by clip. Alpha is read from the first channel of the ``pha`` frames.
@@ -214,7 +169,7 @@ class VideoMatteForegrounds(ForegroundSource):
     def _entries(folder: Path) -> dict[str, Path]:
         entries = {}
         for path in sorted(folder.iterdir()):
-            if _visible(path) and (path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS):
+            if is_visible(path) and (path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS):
                 name = path.name if path.is_dir() else path.stem
                 if name in entries:
                     raise AssetError(f"two clips named {name!r} in {folder}: {entries[name]} and {path}")
@@ -241,8 +196,8 @@ class VideoMatteForegrounds(ForegroundSource):
     @staticmethod
     def _count_frames(path: Path) -> int:
         if path.is_dir():
-            return len(_list_frames(path))
-        return len(_open_video(path))
+            return len(list_frames(path))
+        return len(VideoReader(path))
 
     def _load(self, index: int, frame_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         fgr, pha = self.clips[index]
@@ -257,36 +212,19 @@ class VideoMatteForegrounds(ForegroundSource):
     def _read_frames(self, path: Path, frame_ids: list[int], mode: str) -> torch.Tensor:
         """Frames of a video file or frame folder as float32 [T, C, h, w], C = 3 (RGB) or 1 (L)."""
         if path.is_dir():
-            files = _list_frames(path)
+            files = list_frames(path)
             # No JPEG draft here: fgr and pha must shrink to exactly the same size.
-            frames = [_read_image(files[i], mode, None) for i in frame_ids]
+            frames = [read_image(files[i], mode, None) for i in frame_ids]
             sizes = {tuple(frame.shape[-2:]) for frame in frames}
             if len(sizes) > 1:
                 raise AssetError(f"frames of different sizes {sorted(sizes)} in {path}")
             return shrink_to_max_size(torch.stack(frames), self.max_size)
         unique = sorted(set(frame_ids))
-        try:
-            frames = _open_video(path).get_batch(unique).asnumpy()  # [U, h, w, 3] uint8
-        except Exception as error:  # decord raises its own DECORDError (a RuntimeError) and others
-            raise AssetError(f"cannot decode frames {unique} of video {path}: {error}") from error
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise AssetError(f"video {path} decoded to an unexpected shape {frames.shape}")
+        frames = VideoReader(path).get_frames(unique)  # [U, h, w, 3] uint8
         frames = frames[[unique.index(i) for i in frame_ids]]
         if mode == "L":
             frames = frames[..., :1]
-        return shrink_to_max_size(_uint8_to_float(frames), self.max_size)
-
-
-def _open_video(path: Path):
-    """Open a video with decord, turning any failure into an AssetError naming the file."""
-    import decord
-
-    if not path.is_file():
-        raise AssetError(f"video file does not exist: {path}")
-    try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except Exception as error:  # decord raises DECORDError (a RuntimeError) for undecodable files
-        raise AssetError(f"cannot decode video {path}: {error}") from error
+        return shrink_to_max_size(uint8_to_float(frames), self.max_size)
 
 
 class ImageMatteForegrounds(ForegroundSource):
@@ -299,8 +237,8 @@ class ImageMatteForegrounds(ForegroundSource):
         self.image_dir = _require_folder(image_dir, "matte image")
         self.alpha_dir = _require_folder(alpha_dir, "matte alpha")
         self.max_size = max_size
-        images = {p.stem: p for p in _list_files(self.image_dir, IMAGE_EXTENSIONS)}
-        alphas = {p.stem: p for p in _list_files(self.alpha_dir, IMAGE_EXTENSIONS)}
+        images = {p.stem: p for p in list_files(self.image_dir, IMAGE_EXTENSIONS)}
+        alphas = {p.stem: p for p in list_files(self.alpha_dir, IMAGE_EXTENSIONS)}
         if not images:
             raise AssetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.image_dir}")
         if images.keys() != alphas.keys():
@@ -318,8 +256,8 @@ class ImageMatteForegrounds(ForegroundSource):
 
     def _load(self, index: int, frame_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, alpha_path = self.pairs[index]
-        rgb = _read_image(image_path, "RGB", None)
-        alpha = _read_image(alpha_path, "L", None)
+        rgb = read_image(image_path, "RGB", None)
+        alpha = read_image(alpha_path, "L", None)
         if rgb.shape[-2:] != alpha.shape[-2:]:
             raise AssetError(
                 f"image and alpha sizes differ: {image_path} is {tuple(rgb.shape[-2:])}, "
@@ -338,7 +276,7 @@ class ImageBackgrounds(BackgroundSource):
     def __init__(self, root: str | Path, max_size: int | None = None, recursive: bool = True):
         self.root = _require_folder(root, "background")
         self.max_size = max_size
-        self.paths = _list_files(self.root, IMAGE_EXTENSIONS, recursive=recursive)
+        self.paths = list_files(self.root, IMAGE_EXTENSIONS, recursive=recursive)
         if not self.paths:
             raise AssetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.root}")
 
@@ -346,4 +284,4 @@ class ImageBackgrounds(BackgroundSource):
         return len(self.paths)
 
     def _load(self, index: int) -> torch.Tensor:
-        return shrink_to_max_size(_read_image(self.paths[index], "RGB", self.max_size), self.max_size)
+        return shrink_to_max_size(read_image(self.paths[index], "RGB", self.max_size), self.max_size)
