@@ -203,3 +203,21 @@ def test_no_input_renders_the_demo_clip_and_tracks_its_target(tmp_path):
     truth = json.loads((tmp_path / "demo_input" / "demo.focus.json").read_text())["true_disp_focus"]
     assert np.abs(np.array(sidecar["disp_focus"]) - np.array(truth)).max() < 0.05
     assert read_video(tmp_path / "demo.mp4").frames.shape[0] == len(truth)
+
+
+def test_a_depth_anything_folder_gives_the_disparity_when_no_file_does(tmp_path):
+    from tests.unit.test_disparity_inputs import save_tiny_depth_anything
+
+    save_tiny_depth_anything(tmp_path / "depth")
+    clip = tmp_path / "clip.mp4"
+    write_mp4(clip, _frames(4), 10)  # no clip.disparity.npy beside it
+    out = tmp_path / "out"
+    summary = predict(_cfg(out, f"input={clip}", f"depth_model={tmp_path / 'depth'}", "focus.value=0.5"))
+    assert summary.exit_code == 0, summary.table()
+    assert _sidecar(out, "clip")["disparity"] == f"depth_model {tmp_path / 'depth'}"
+    # no disparity at all, or a depth folder without weights: the video fails, naming what is missing
+    missing = predict(_cfg(tmp_path / "out2", f"input={clip}"))
+    assert "no disparity for" in missing.rows[0]["reason"] and "clip.disparity.npy" in missing.rows[0]["reason"]
+    (tmp_path / "empty").mkdir()
+    empty = predict(_cfg(tmp_path / "out3", f"input={clip}", f"depth_model={tmp_path / 'empty'}"))
+    assert empty.exit_code == 1 and str(tmp_path / "empty") in empty.rows[0]["reason"]
