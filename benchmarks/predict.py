@@ -197,9 +197,10 @@ def benchmark_model(
     run()  # warm-up (kernels, allocator)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    wall, _ = _timed(run, repeats)
+    wall, cpu = _timed(run, repeats)
     return dict(height=height, width=width, frames=frames, window=window, overlap=overlap, dtype=str(model.dtype),
-                seconds_per_frame=wall / frames, peak_gb=_peak_gb(device), device=str(device))
+                seconds_per_frame=wall / frames, cpu_seconds_per_frame=cpu / frames, peak_gb=_peak_gb(device),
+                device=str(device))
 
 
 def benchmark_overlap(device: torch.device, frames: int = 100, window: int = 8, overlap: int = 4, repeats: int = 5) -> dict:
@@ -229,13 +230,13 @@ def format_model(result: dict, name: str) -> str:
     return (
         f"| {name} | {result['device']} | {result['width']}x{result['height']} | {result['frames']} "
         f"({result['window']}/{result['overlap']}) | {result['dtype'].removeprefix('torch.')} | "
-        f"{result['seconds_per_frame']:.3f} | {result['peak_gb']:.2f} |"
+        f"{result['seconds_per_frame']:.3f} | {result['cpu_seconds_per_frame']:.3f} | {result['peak_gb']:.2f} |"
     )
 
 
 MODEL_HEADER = (
-    "| model | device | size | frames (window/overlap) | dtype | s / frame | peak memory (GB) |\n"
-    "|---|---|---|---|---|---|---|"
+    "| model | device | size | frames (window/overlap) | dtype | s / frame | CPU s / frame | peak memory (GB) |\n"
+    "|---|---|---|---|---|---|---|---|"
 )
 
 
