@@ -1,0 +1,108 @@
+"""Real videos in the DAVIS 2017 layout, for VEPI (Appendix A.4):
+
+    <root>/JPEGImages/<resolution>/<sequence>/00000.jpg ...
+    <root>/Annotations/<resolution>/<sequence>/00000.png ...   palette PNGs, one index per object
+
+The focus follows the annotated object: d_f on each frame is its mean disparity there (frames
+where it is hidden take d_f from their neighbours), and VEPI compares the edges of the input and
+the render inside its mask. Disparity comes from files (a folder holding `<sequence>.npy`,
+`.npz`, a PNG folder `<sequence>/` or a grey video `<sequence>.mp4`) or from a local Depth
+Anything folder, through the same loaders as `predict.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from any2bokeh.evaluating.records import Job
+from any2bokeh.evaluating.testsets import EvalVideo
+from any2bokeh.inference.resolution import PAPER_WIDTH
+
+DISPARITY_SUFFIXES = (".npy", ".npz", ".mp4", ".mov", ".webm", "")
+
+
+def davis_jobs(root: str | Path, resolution: str = "480p", sequences: list[str] | None = None) -> list[Job]:
+    """One job per sequence (all folders under JPEGImages/<resolution>, or the named ones)."""
+    images = Path(root) / "JPEGImages" / resolution
+    if not images.is_dir():
+        raise FileNotFoundError(f"no DAVIS frames at {images} (expected <root>/JPEGImages/{resolution}/<sequence>/)")
+    found = sorted(path.name for path in images.iterdir() if path.is_dir() and not path.name.startswith("."))
+    if sequences is not None:
+        missing = [name for name in sequences if name not in found]
+        if missing:
+            raise FileNotFoundError(f"DAVIS sequences {missing} not found under {images}")
+        found = [name for name in found if name in set(sequences)]
+    if not found:
+        raise FileNotFoundError(f"no sequence folders under {images}")
+    return [Job("davis", "real", name, index) for index, name in enumerate(found)]
+
+
+class DavisSet:
+    """Loads DAVIS jobs as `EvalVideo`s with disparity, d_f on the object, K and the object's mask."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        resolution: str = "480p",
+        sequences: list[str] | None = None,
+        num_frames: int | None = 25,
+        object_id: int | None = 1,
+        disparity: str | Path | None = None,
+        depth_model: str | Path | None = None,
+        k: float = 16.0,
+    ):
+        if disparity is None and depth_model is None:
+            raise ValueError("DAVIS needs disparity: set davis.disparity (a folder of files) or davis.depth_model")
+        if k < 0:
+            raise ValueError(f"davis.k must be >= 0, got {k}")
+        if num_frames is not None and num_frames < 1:
+            raise ValueError(f"davis.num_frames must be >= 1 or null, got {num_frames}")
+        self.root, self.resolution = Path(root), resolution
+        self.num_frames, self.object_id, self.k = num_frames, object_id, float(k)
+        self.disparity_dir = None if disparity is None else Path(disparity)
+        self.depth_model = depth_model
+        self._depth = None
+
+    def load(self, job: Job) -> EvalVideo:
+        from any2bokeh.inference.focus import fill_gaps, load_masks, smooth_curve
+        from any2bokeh.io.video import read_video
+
+        frames_dir = self.root / "JPEGImages" / self.resolution / job.video
+        masks_dir = self.root / "Annotations" / self.resolution / job.video
+        video = read_video(frames_dir)
+        # uint8 [T, H, W, 3] -> float [T, 3, H, W] in [0, 1]
+        frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
+        total, height, width = frames.shape[0], frames.shape[-2], frames.shape[-1]
+        masks = load_masks(masks_dir, total, (height, width), self.object_id)  # [T, H, W]
+        count = total if self.num_frames is None else min(self.num_frames, total)
+        frames, masks = frames[:count], masks[:count, None]
+        disparity = self._disparity(job.video, frames)  # [T, 1, H, W] in [0, 1]
+        from any2bokeh.data.disparity import subject_focus
+
+        what = f"DAVIS object {self.object_id} in {masks_dir}"
+        disp_focus = smooth_curve(fill_gaps(subject_focus(disparity, masks), what)).clamp(0, 1)
+        # K in pixels at this video's width (the test sets' convention)
+        k = torch.full((count,), self.k * width / PAPER_WIDTH)
+        return EvalVideo(frames=frames, disparity=disparity, disp_focus=disp_focus, k=k, mask=masks)
+
+    def _disparity(self, sequence: str, frames: torch.Tensor) -> torch.Tensor:
+        """[T, 1, H, W] normalised over the clip, from files or from the depth network."""
+        from any2bokeh.inference import disparity as loaders
+
+        if self.disparity_dir is not None:
+            for suffix in DISPARITY_SUFFIXES:
+                path = self.disparity_dir / f"{sequence}{suffix}"
+                if path.exists():
+                    disparity = loaders.load_disparity(path, num_frames=None, size=tuple(frames.shape[-2:]))
+                    break
+            else:
+                raise FileNotFoundError(
+                    f"no disparity for {sequence} in {self.disparity_dir} "
+                    f"(expected {sequence}.npy, .npz, a PNG folder {sequence}/ or {sequence}.mp4)"
+                )
+            return disparity[: frames.shape[0]]
+        if self._depth is None:
+            self._depth = loaders.DepthEstimator(self.depth_model)
+        return self._depth(frames)
