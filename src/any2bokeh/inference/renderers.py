@@ -182,7 +182,7 @@ class ClassicalRenderer(Renderer):
         """[N, 3, h, w] float frames, [N, 1, h, w] disparity, d_f [N], K [N] in pixels of this size -> [N, 3, h, w]."""
         from any2bokeh.render import render_disparity_map
 
-        return render_disparity_map(frames, disparity, disp_focus, k_px, **self.options)
+        return render_disparity_map(frames, disparity, k_px, disp_focus, **self.options)
 
     def render(self, frames, disparity, disp_focus, k, progress=None) -> Tensor:
         num_frames, _, height, width = frames.shape

@@ -1,0 +1,178 @@
+"""One video of a `predict.py` run: read it, find its disparity, d_f and K curves, render it.
+
+Everything that can be wrong with one video (a file that does not decode, a missing disparity or one
+of another frame count, NaN disparity, K < 0, d_f outside [0, 1], a focus point outside the frame, an
+empty mask, missing weights) raises here with the file and the reason; the caller records the failure
+and goes on with the next video.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from any2bokeh.inference.renderers import Renderer
+from any2bokeh.inference.resolution import resize, working_size
+from any2bokeh.prediction.jobs import VideoJob, sibling_disparity
+
+# focus is found at about this many pixels: d_f is a mean over the subject, and tracking is faster small
+FOCUS_AREA = 512 * 288
+
+
+@dataclass
+class RenderedVideo:
+    """A rendered video: frames uint8 [T, H, W, 3]; d_f and K per frame; what the sidecar records."""
+
+    job: VideoJob
+    frames: np.ndarray
+    fps: float
+    disp_focus: Tensor
+    k: Tensor
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FailedVideo:
+    """A video that could not be rendered, and why."""
+
+    job: VideoJob
+    reason: str
+    seconds: float = 0.0
+
+
+@contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """Errors raised inside name `path` (loaders that already name it are left as they are)."""
+    try:
+        yield
+    except (OSError, ValueError) as error:
+        if path in str(error):
+            raise
+        kind = type(error) if type(error) in (FileNotFoundError, ValueError) else ValueError
+        raise kind(f"{path}: {error}") from error
+
+
+def job_disparity(job: VideoJob, frames: Tensor, device: torch.device) -> tuple[Tensor, str]:
+    """The video's disparity [T, 1, h, w] normalised over the clip, and where it came from.
+
+    In order: the `disparity` setting, a sibling `<name>.disparity.npy`, the `depth_model` folder.
+    frames: uint8 [T, H, W, 3] (numpy or torch), for the depth model and the checks.
+    """
+    from any2bokeh.inference import disparity as disparity_io
+
+    num_frames, height, width = frames.shape[:3]
+    source = job.settings.get("disparity") or sibling_disparity(job.input)
+    if source is not None:
+        origin = str(source)
+        with _naming(origin):
+            disparity = disparity_io.load_disparity(source, num_frames=num_frames, size=(height, width))
+    elif job.settings.get("depth_model"):
+        origin = f"depth_model {job.settings['depth_model']}"
+        with _naming(str(job.settings["depth_model"])):
+            disparity = disparity_io.estimate_disparity(frames, job.settings["depth_model"], device=device)
+    else:
+        raise FileNotFoundError(
+            f"no disparity for {job.input}: set disparity=, put {Path(job.input).stem}.disparity.npy beside it, "
+            "or set depth_model= (a local Depth Anything folder)"
+        )
+    if disparity.ndim == 3:
+        # [T, h, w] -> [T, 1, h, w]
+        disparity = disparity[:, None]
+    if disparity.shape[0] != num_frames:
+        raise ValueError(f"disparity from {origin} has {disparity.shape[0]} frames, the video {num_frames}")
+    return disparity.float(), origin
+
+
+def focus_spec(focus: dict[str, Any]) -> dict[str, Any]:
+    """The focus setting reduced to what its kind uses: `frame` goes with a point, `object_id` with a mask,
+    `transition` with keyframes; no kind at all means the subject under the centre of frame `frame`."""
+    focus = {key: value for key, value in focus.items() if value is not None}
+    companions = {"point": ("frame",), "mask": ("object_id",), "keyframes": ("transition",), "value": ()}
+    kinds = [kind for kind in companions if kind in focus]
+    if not kinds:
+        return {"point": [0.5, 0.5], "frame": focus.get("frame", 0)}
+    keep = {key for kind in kinds for key in (kind, *companions[kind])}
+    return {key: value for key, value in focus.items() if key in keep}
+
+
+def job_curves(job: VideoJob, frames: Tensor, disparity: Tensor) -> tuple[Tensor, Tensor]:
+    """d_f [T] and K [T] of a video from its focus and k settings; frames float [T, 3, h, w] in [0, 1]."""
+    from any2bokeh.inference.keyframes import k_curve, resolve_focus
+
+    disp_focus = resolve_focus(focus_spec(job.settings.get("focus", {})), disparity, frames)
+    k = k_curve(job.settings.get("k", 16), frames.shape[0])
+    return disp_focus.float(), k.float()
+
+
+def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> RenderedVideo:
+    """Read, find the curves, render; raises on anything wrong with this video (see the module docstring)."""
+    from any2bokeh.io import read_video
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
+
+    video = read_video(job.input)
+    frames = torch.from_numpy(video.frames)  # uint8 [T, H, W, 3]
+    num_frames, height, width = frames.shape[:3]
+    lap("read")
+    device = renderer.device or torch.device("cpu")
+    disparity, disparity_origin = job_disparity(job, frames, device)
+    lap("disparity")
+    # the curves are found on a small copy: d_f is a mean over the subject
+    small = working_size(height, width, FOCUS_AREA, upscale=False)
+    small_frames = resize(frames.permute(0, 3, 1, 2).float() / 255, small).clamp(0, 1)
+    disp_focus, k = job_curves(job, small_frames, resize(disparity, small).clamp(0, 1))
+    lap("focus")
+    bar = _ProgressBar(job.name) if progress else None
+    rendered = renderer(
+        frames.permute(0, 3, 1, 2), disparity, disp_focus, k, progress=bar.report if bar else None
+    )  # uint8 [T, 3, H, W]
+    if bar:
+        bar.close()
+    lap("render")
+    record = {
+        "input": job.input,
+        "origin": job.origin,
+        "frames": num_frames,
+        "height": height,
+        "width": width,
+        "fps": video.fps,
+        "disparity": disparity_origin,
+        "settings": job.settings,
+        "renderer": renderer.info(),
+        "disp_focus": [round(float(v), 6) for v in disp_focus],
+        "k": [round(float(v), 6) for v in k],
+        "timings": timings,
+    }
+    return RenderedVideo(job, rendered.permute(0, 2, 3, 1).contiguous().numpy(), video.fps, disp_focus, k, record)
+
+
+class _ProgressBar:
+    """A tqdm bar of the render's steps (windows or frame chunks) for one video."""
+
+    def __init__(self, name: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(desc=name, unit="step", leave=False, position=1)
+
+    def report(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
