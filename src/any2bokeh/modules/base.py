@@ -9,9 +9,10 @@ from typing import Any, Callable, ClassVar
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from any2bokeh.evaluation import missing_test_metrics_notice, training_metrics
 
 BATCH_KEYS = ("aif", "bokeh", "disparity", "disp_focus", "k")
 
@@ -31,9 +32,8 @@ class StepOutput:
 
 
 def to_unit_range(frames: Tensor) -> Tensor:
-    """[B, T, 3, H, W] in [-1, 1] -> [B * T, 3, H, W] float32 in [0, 1], the frames the metrics compare."""
-    # frames: [batch, frames, 3, H, W] -> [batch * frames, 3, H, W]
-    return ((frames.detach().float() + 1) / 2).clamp(0, 1).flatten(0, 1)
+    """[B, T, 3, H, W] in [-1, 1] -> [B, T, 3, H, W] float32 in [0, 1], the videos the metrics compare."""
+    return ((frames.detach().float() + 1) / 2).clamp(0, 1)
 
 
 def frozen_roots(module: nn.Module) -> Iterator[nn.Module]:
@@ -62,6 +62,8 @@ class BokehModule(LightningModule):
             every optimisation step. None keeps the rate constant, as the paper does.
         gradient_checkpointing: recompute activations in the backward pass of the trained part
             (trades compute for memory at 1024x576).
+        metric_weights: weight files of the network-backed test metrics (`any2bokeh.evaluation.training_metrics`);
+            with `lpips_backbone`, the test reports RM and LPIPS beside PSNR and SSIM.
     """
 
     #: Stages 2 and 3 refine an already trained model; starting them from a bare SVD is a mistake.
@@ -73,6 +75,7 @@ class BokehModule(LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         gradient_checkpointing: bool = False,
+        metric_weights: dict[str, str | None] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"], logger=False)
@@ -81,19 +84,8 @@ class BokehModule(LightningModule):
                 f"optimizer must be a partial optimizer (Hydra `_partial_: true`), got {type(optimizer).__name__}"
             )
         self.net = net
-        self.metrics = nn.ModuleDict(
-            {
-                split: MetricCollection(
-                    {
-                        # Per-frame PSNR averaged over frames, as the paper's evaluation does.
-                        "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
-                        "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-                    },
-                    prefix=f"{split}/",
-                )
-                for split in ("val", "test")
-            }
-        )
+        # per-frame PSNR and SSIM averaged over frames, as the paper's evaluation does; more in the test split
+        self.metrics = training_metrics(metric_weights)
         self._select_trainable()
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
@@ -171,6 +163,11 @@ class BokehModule(LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate("val", batch)
+
+    def on_test_start(self) -> None:
+        notice = missing_test_metrics_notice(self.metrics["test"])
+        if notice:
+            rank_zero_info(notice)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate("test", batch)
