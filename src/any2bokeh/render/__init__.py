@@ -4,8 +4,9 @@
 for on-the-fly synthesis, matching it on fronto-parallel scenes.
 """
 
+from .disparity_map import render_disparity_map
 from .layers import render_layers
 from .random_scene import LayerScene, random_layer_scene
 from .raytrace import lens_lattice, raytrace
 
-__all__ = ["raytrace", "render_layers", "lens_lattice", "random_layer_scene", "LayerScene"]
+__all__ = ["raytrace", "render_layers", "render_disparity_map", "lens_lattice", "random_layer_scene", "LayerScene"]
