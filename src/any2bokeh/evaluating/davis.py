@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from any2bokeh.data.disparity import subject_focus
 from any2bokeh.evaluating.records import Job
 from any2bokeh.evaluating.testsets import EvalVideo
+from any2bokeh.inference.disparity import DepthNetwork, prepare_disparity, read_disparity_file
+from any2bokeh.inference.focus import fill_gaps, load_masks, smooth_curve
 from any2bokeh.inference.resolution import PAPER_WIDTH
+from any2bokeh.io import read_video
 
 DISPARITY_SUFFIXES = (".npy", ".npz", ".mp4", ".mov", ".webm", "")
 
@@ -65,44 +70,41 @@ class DavisSet:
         self.depth_model = depth_model
         self._depth = None
 
-    def load(self, job: Job) -> EvalVideo:
-        from any2bokeh.inference.focus import fill_gaps, load_masks, smooth_curve
-        from any2bokeh.io.video import read_video
-
+    def load(self, job: Job, device: torch.device | str = "cpu") -> EvalVideo:
         frames_dir = self.root / "JPEGImages" / self.resolution / job.video
         masks_dir = self.root / "Annotations" / self.resolution / job.video
         video = read_video(frames_dir)
-        # uint8 [T, H, W, 3] -> float [T, 3, H, W] in [0, 1]
-        frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float() / 255
-        total, height, width = frames.shape[0], frames.shape[-2], frames.shape[-1]
-        masks = load_masks(masks_dir, total, (height, width), self.object_id)  # [T, H, W]
+        total, height, width = video.num_frames, *video.size
         count = total if self.num_frames is None else min(self.num_frames, total)
-        frames, masks = frames[:count], masks[:count, None]
-        disparity = self._disparity(job.video, frames)  # [T, 1, H, W] in [0, 1]
-        from any2bokeh.data.disparity import subject_focus
-
+        # uint8 [T, H, W, 3] -> float [T, 3, H, W] in [0, 1]
+        frames = torch.from_numpy(video.frames[:count]).permute(0, 3, 1, 2).float() / 255
+        # DAVIS annotates every frame: [T, H, W] -> [T, 1, H, W] for the frames used
+        masks = load_masks(masks_dir, total, (height, width), self.object_id)[:count, None]
+        disparity = self._disparity(job.video, video.frames[:count], device)[:, None]  # [T, 1, H, W]
         what = f"DAVIS object {self.object_id} in {masks_dir}"
         disp_focus = smooth_curve(fill_gaps(subject_focus(disparity, masks), what)).clamp(0, 1)
         # K in pixels at this video's width (the test sets' convention)
         k = torch.full((count,), self.k * width / PAPER_WIDTH)
         return EvalVideo(frames=frames, disparity=disparity, disp_focus=disp_focus, k=k, mask=masks)
 
-    def _disparity(self, sequence: str, frames: torch.Tensor) -> torch.Tensor:
-        """[T, 1, H, W] normalised over the clip, from files or from the depth network."""
-        from any2bokeh.inference import disparity as loaders
-
-        if self.disparity_dir is not None:
-            for suffix in DISPARITY_SUFFIXES:
-                path = self.disparity_dir / f"{sequence}{suffix}"
-                if path.exists():
-                    disparity = loaders.load_disparity(path, num_frames=None, size=tuple(frames.shape[-2:]))
-                    break
-            else:
-                raise FileNotFoundError(
-                    f"no disparity for {sequence} in {self.disparity_dir} "
-                    f"(expected {sequence}.npy, .npz, a PNG folder {sequence}/ or {sequence}.mp4)"
-                )
-            return disparity[: frames.shape[0]]
-        if self._depth is None:
-            self._depth = loaders.DepthEstimator(self.depth_model)
-        return self._depth(frames)
+    def _disparity(self, sequence: str, frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
+        """[T, H, W] normalised over the frames used, from files or from the depth network."""
+        if self.disparity_dir is None:
+            if self._depth is None:
+                self._depth = DepthNetwork(self.depth_model, device)
+            return self._depth(frames)
+        path = next(
+            (self.disparity_dir / f"{sequence}{suffix}" for suffix in DISPARITY_SUFFIXES
+             if (self.disparity_dir / f"{sequence}{suffix}").exists()),
+            None,
+        )
+        if path is None:
+            raise FileNotFoundError(
+                f"no disparity for {sequence} in {self.disparity_dir} "
+                f"(expected {sequence}.npy, .npz, a PNG folder {sequence}/ or {sequence}.mp4)"
+            )
+        # the file covers the whole sequence: normalise over the frames evaluated, as predict.py would
+        raw = read_disparity_file(path)
+        if raw.shape[0] < len(frames):
+            raise ValueError(f"disparity {path} has {raw.shape[0]} frames, the sequence {len(frames)} or more")
+        return prepare_disparity(raw[: len(frames)], path, len(frames), frames.shape[1:3])

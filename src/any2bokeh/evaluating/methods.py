@@ -8,8 +8,6 @@ loads a checkpoint or a `save_pretrained` folder and renders through the same in
 
 from __future__ import annotations
 
-import inspect
-
 import hydra
 import torch
 from omegaconf import DictConfig
@@ -43,10 +41,5 @@ class MethodBuilder:
         self.renderer_cfg = renderer_cfg
 
     def __call__(self, device: torch.device, precision: str | None = None) -> Method:
-        renderer = hydra.utils.instantiate(self.renderer_cfg)
-        # the model renderer also takes the precision (bf16/fp16 weights on a GPU)
-        if "precision" in inspect.signature(renderer.to).parameters:
-            renderer = renderer.to(device, precision)
-        else:
-            renderer = renderer.to(device)
-        return Method(renderer)
+        # the model renderer's weights follow the precision (bf16/fp16 on a GPU)
+        return Method(hydra.utils.instantiate(self.renderer_cfg).to(device, precision))

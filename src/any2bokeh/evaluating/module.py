@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from any2bokeh.evaluating.records import Job, RecordCache
 from any2bokeh.evaluating.testsets import EvalVideo
+from any2bokeh.prediction.lightning import ShardSampler
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class EvaluationModule(L.LightningModule):
             returns the method, `method(video: EvalVideo) -> Tensor [T, 3, H, W] in [0, 1]`.
         build_scorer: `build_scorer(device)`, called once per process: returns
             `scorer(video, render, seconds) -> record dict`.
-        load_video: `load_video(job) -> EvalVideo`.
+        load_video: `load_video(job, device) -> EvalVideo`.
         overwrite: redo jobs that already have a record.
     """
 
@@ -42,7 +43,7 @@ class EvaluationModule(L.LightningModule):
         cache: RecordCache,
         build_method: Callable[..., Callable[[EvalVideo], torch.Tensor]],
         build_scorer: Callable[..., Callable[..., dict]],
-        load_video: Callable[[Job], EvalVideo],
+        load_video: Callable[..., EvalVideo],
         overwrite: bool = False,
     ):
         super().__init__()
@@ -55,38 +56,37 @@ class EvaluationModule(L.LightningModule):
         self.method = None
         self.scorer = None
 
-    def shard(self) -> list[int]:
-        """This process's job indices: every world_size-th, starting at its rank."""
-        world_size = self.trainer.world_size if self._trainer is not None else 1
-        return list(range(self.global_rank, len(self.jobs), world_size))
-
     def predict_dataloader(self) -> DataLoader:
+        sampler = ShardSampler(len(self.jobs), self.trainer.global_rank, self.trainer.world_size)
         # batch_size=None: one job index per step, uncollated
-        return DataLoader(self.shard(), batch_size=None, shuffle=False)
+        return DataLoader(range(len(self.jobs)), sampler=sampler, batch_size=None)
 
     def on_predict_start(self) -> None:
         self.method = self.build_method(self.device, str(self.trainer.precision))
         self.scorer = self.build_scorer(self.device)
 
-    def predict_step(self, index: int, batch_idx: int) -> None:
+    def predict_step(self, index: int, batch_idx: int) -> str:
+        """Evaluate one job; returns its key (the results are the records on disk)."""
         job = self.jobs[int(index)]
         if not self.overwrite and self.cache.has(job):
-            return None
+            return job.key
         try:
-            video = self.load_video(job)
+            video = self.load_video(job, self.device)
             video = EvalVideo(**{name: _to(value, self.device) for name, value in vars(video).items()})
             self._synchronize()
             start = time.perf_counter()
-            render = self.method(video)
+            # the renderers choose their own precision: no autocast from the trainer's precision
+            with torch.autocast(self.device.type, enabled=False):
+                render = self.method(video)
             self._synchronize()
             seconds = time.perf_counter() - start
             record = self.scorer(video, render.float().clamp(0, 1), seconds)
         except Exception as error:  # one bad video must not stop the others: report it, go on
             log.error(f"{job.key} failed: {type(error).__name__}: {error}")
             self.cache.write_failure(job, error)
-            return None
+            return job.key
         self.cache.write(job, record)
-        return None
+        return job.key
 
     def _synchronize(self) -> None:
         # GPU work is asynchronous: time it from a synchronised start to a synchronised end

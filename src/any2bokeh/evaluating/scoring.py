@@ -15,7 +15,8 @@ from torch import Tensor
 
 from any2bokeh.evaluating.summary import k_label
 from any2bokeh.evaluating.testsets import EvalVideo
-from any2bokeh.evaluation import functional
+from any2bokeh.evaluation import DisFlow, RaftFlow, functional, load_i3d, load_raft, lpips_network, no_downloads
+from any2bokeh.evaluation.i3d import TorchScriptI3D
 
 # the clip lengths of §4.1: VFID-I on 10-frame clips, FVD on 16-frame clips
 CLIP_LENGTHS = {"vfid_i": 10, "fvd": 16}
@@ -54,26 +55,16 @@ class Scorer:
     """
 
     def __init__(self, metrics_cfg: DictConfig, device: torch.device | str = "cpu"):
-        from any2bokeh.evaluation.weights import no_downloads
-
         device = torch.device(device)
+        self.lpips = self.i3d = None
         with no_downloads():
-            self.lpips = self.flow = self.i3d = None
             if metrics_cfg.get("lpips"):
-                from any2bokeh.evaluation.lpips import lpips_network
-
                 self.lpips = lpips_network(metrics_cfg.lpips).to(device)
             if metrics_cfg.get("raft"):
-                from any2bokeh.evaluation.flow import RaftFlow
-
-                self.flow, self.fd_name = RaftFlow(metrics_cfg.raft).to(device), "fd"
+                self.flow = RaftFlow(load_raft(metrics_cfg.raft)).to(device)
             else:
-                from any2bokeh.evaluation.flow import DisFlow
-
-                self.flow, self.fd_name = DisFlow(), "fd_dis"
+                self.flow = DisFlow()
             if metrics_cfg.get("i3d"):
-                from any2bokeh.evaluation.i3d import load_i3d
-
                 self.i3d = load_i3d(metrics_cfg.i3d).to(device)
 
     @torch.no_grad()
@@ -103,25 +94,22 @@ class Scorer:
             scores["lpips"] = float(functional.per_video_lpips(pred, target, self.lpips)[0])
         if num_frames >= 2:
             scores["rm"] = float(functional.per_video_rm(pred, target)[0])
-            scores[self.fd_name] = float(functional.per_video_flow_difference(pred, target, self.flow)[0])
+            scores[self.flow.metric_name] = float(functional.per_video_flow_difference(pred, target, self.flow)[0])
         else:
             record["skipped"]["rm"] = record["skipped"]["fd"] = "needs 2 frames"
         if self.i3d is not None:
             for name, length in CLIP_LENGTHS.items():
                 if num_frames < length:
                     record["skipped"][name] = f"needs clips of {length} frames"
-                    continue
-                record["features"][name] = {
-                    "pred": self._features(name, pred, length),
-                    "target": self._features(name, target, length),
-                }
+                elif name == "vfid_i" and isinstance(self.i3d, TorchScriptI3D):
+                    record["skipped"][name] = "the TorchScript I3D gives logits only (use a state-dict I3D)"
+                else:
+                    # I3D features [N, D] of the video's consecutive clips: pooled (VFID-I) or logits (FVD)
+                    record["features"][name] = {
+                        side: functional.clip_features(videos, self.i3d, length, logits=name == "fvd").float().cpu()
+                        for side, videos in (("pred", pred), ("target", target))
+                    }
         return record
-
-    def _features(self, name: str, videos: Tensor, length: int) -> Tensor:
-        """I3D features [N, D] of the video's consecutive clips: pooled (VFID-I) or logits (FVD)."""
-        clips = functional.detector_input(functional.video_clips(videos, length))
-        features = self.i3d.features(clips) if name == "vfid_i" else self.i3d.logits(clips)
-        return features.float().cpu()
 
 
 class ScorerBuilder:

@@ -88,7 +88,8 @@ class VideoLoader:
         self.synthetic_root, self.seed, self.davis_cfg = synthetic_root, seed, davis_cfg
         self._synthetic = self._davis = None
 
-    def __call__(self, job: Job) -> EvalVideo:
+    def __call__(self, job: Job, device: torch.device | str = "cpu") -> EvalVideo:
+        """The job's video; `device` is where a depth network runs (DAVIS without disparity files)."""
         if job.testset == "synthetic":
             if self._synthetic is None:
                 self._synthetic = SyntheticTestSet(self.synthetic_root, self.seed)
@@ -98,7 +99,7 @@ class VideoLoader:
 
             if self._davis is None:
                 self._davis = DavisSet(**self.davis_cfg)
-            return self._davis.load(job)
+            return self._davis.load(job, device)
         raise ValueError(f"unknown test set {job.testset!r} in job {job.key}")
 
     def __getstate__(self) -> dict:
