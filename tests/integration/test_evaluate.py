@@ -112,7 +112,7 @@ def test_identity_and_classical_write_the_table_and_the_plot(tmp_path, testset):
 
 
 @pytest.mark.slow
-def test_a_failing_video_is_reported_left_out_and_retried(tmp_path, testset):
+def test_a_failing_video_is_reported_left_out_and_retried(tmp_path, testset, monkeypatch):
     broken = tmp_path / "set"
     shutil.copytree(testset, broken)
     frame = broken / "video_0001" / "bokeh" / "00003.png"
@@ -128,11 +128,16 @@ def test_a_failing_video_is_reported_left_out_and_retried(tmp_path, testset):
     report = (tmp_path / "a" / "run" / "results.md").read_text()
     assert "3/4 synthetic" in report and "Failed videos (1, left out)" in report
 
-    # a failure is not a result: the next run tries the video again
+    # a failure is not a result: the next run tries the video again (logged to wandb this time)
     shutil.copy(testset / "video_0001" / "bokeh" / "00003.png", frame)
-    results = run(tmp_path / "a", broken, "renderer=identity", "synthetic.modes=[I]")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    results = run(tmp_path / "a", broken, "renderer=identity", "synthetic.modes=[I]", "logger=wandb")
     assert results["groups"]["synthetic/I"]["videos_used"] == 4 and results["failures"] == []
     assert metrics(results)["psnr"] == pytest.approx(identity_psnr(testset, range(4)), rel=1e-5)
+    (wandb_run,) = (tmp_path / "a" / "run" / "wandb").glob("offline-run-*")
+    record = next(wandb_run.glob("*.wandb")).read_bytes()
+    assert b"eval/synthetic/I/psnr" in record and b"eval/table1" in record
+    assert list(wandb_run.glob("files/media/images/eval/modes*.png"))
 
 
 KILLER = '''
@@ -315,3 +320,17 @@ def test_network_metrics_with_local_weights_and_cached_features(tmp_path):
     record = torch.load(cache / "synthetic" / "I" / "video_0000.pt", weights_only=True)
     assert record["features"]["vfid_i"]["pred"].shape == (1, 1024)
     assert record["features"]["fvd"]["target"].shape == (1, 400)
+
+
+@pytest.mark.parametrize("hardware", sorted(path.stem for path in (ROOT / "conf" / "hardware").glob("*.yaml")))
+@pytest.mark.parametrize("renderer", ["identity", "classical", "model"])
+def test_the_config_composes_with_every_hardware_and_renderer(tmp_path, hardware, renderer):
+    from omegaconf import OmegaConf
+
+    from any2bokeh.training.instantiate import without_hydra
+
+    model_path = ["renderer.path=/models/run.ckpt"] if renderer == "model" else []
+    cfg = evaluate_config(tmp_path, f"hardware={hardware}", f"renderer={renderer}", *model_path)
+    resolved = OmegaConf.to_container(without_hydra(cfg), resolve=True)
+    assert resolved["method"] == renderer and resolved["trainer"]["use_distributed_sampler"] is False
+    assert resolved["paper"]["rows"]["Any-to-Bokeh"]["psnr"] == 38.899

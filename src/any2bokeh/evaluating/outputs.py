@@ -11,7 +11,8 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from any2bokeh.evaluating.plot import plot_modes
-from any2bokeh.evaluating.records import write_atomic, write_json_atomic
+from any2bokeh.evaluating.records import write_json_atomic
+from any2bokeh.io import atomic_path
 from any2bokeh.evaluating.report import markdown_report, metric_cells, table1_row
 from any2bokeh.evaluating.summary import COLUMNS
 from any2bokeh.training.instantiate import without_hydra
@@ -26,7 +27,8 @@ def write_results(results: dict[str, Any], output_dir: str | Path) -> dict[str, 
     files = {"json": output_dir / "results.json", "markdown": output_dir / "results.md"}
     write_json_atomic(files["json"], _json_safe(results))
     report = markdown_report(results)
-    write_atomic(files["markdown"], lambda tmp: tmp.write_text(report))
+    with atomic_path(files["markdown"]) as tmp:
+        tmp.write_text(report)
     if any(group.startswith("synthetic/") for group in results["groups"]):
         files["plot"] = plot_modes(results["groups"], results["method"], output_dir / "modes.png")
     log.info("\n" + report)

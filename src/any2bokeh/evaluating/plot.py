@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from any2bokeh.evaluating.records import write_atomic
+from any2bokeh.io import atomic_path
 
 PANELS = (("psnr", "PSNR ↑"), ("fvd", "FVD ↓"), ("fd", "FD ↓"))
 
@@ -40,7 +40,8 @@ def plot_modes(groups: dict[str, dict[str, Any]], method: str, path: str | Path)
         axis.grid(alpha=0.3)
         axis.legend()
     path = Path(path)
-    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
     plt.close(figure)
     return path
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from any2bokeh.io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -47,20 +46,9 @@ def signature_hash(signature: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_json_atomic(path: str | Path, content: Any) -> None:
-    write_atomic(Path(path), lambda tmp: tmp.write_text(json.dumps(content, indent=1, default=str)))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=1, default=str))
 
 
 class RecordCache:
@@ -82,7 +70,8 @@ class RecordCache:
         return self._path(job, ".pt").is_file()
 
     def write(self, job: Job, record: dict[str, Any]) -> None:
-        write_atomic(self._path(job, ".pt"), lambda tmp: torch.save(record, tmp))
+        with atomic_path(self._path(job, ".pt")) as tmp:
+            torch.save(record, tmp)
         self._path(job, ".failed.json").unlink(missing_ok=True)
 
     def write_failure(self, job: Job, error: BaseException) -> None:

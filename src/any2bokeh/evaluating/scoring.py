@@ -37,8 +37,8 @@ def metric_notices(metrics_cfg: DictConfig) -> list[str]:
         )
     if not metrics_cfg.get("i3d"):
         notices.append(
-            "VFID-I and FVD left out: set metrics.i3d to an I3D (Kinetics-400) state dict or StyleGAN-V's "
-            "i3d_torchscript.pt"
+            "VFID-I and FVD left out: set metrics.i3d to an I3D (Kinetics-400) state dict (rgb_imagenet.pt), "
+            "or StyleGAN-V's i3d_torchscript.pt for FVD alone"
         )
     return notices
 
