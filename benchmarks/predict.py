@@ -8,6 +8,15 @@ reports how close the classical render comes to it.
 
     python benchmarks/predict.py                       # 1024x576, K = 16 (the paper's demos), at most 32 soft layers
     python benchmarks/predict.py --K 32                # the paper's largest test K
+
+The model sections time ``ModelRenderer`` (the UNet over overlapping windows, the windowed decoding) on a clip of
+``--frames`` frames at its working size: the tiny random model (``model``, any device) and the real SVD img2vid-xt
+architecture with random weights in bf16 at 576x1024 (``real``, GPU only; the paper reports 0.094 s/frame and
+13.6 GB on an H800). ``overlap`` measures the weighted overlap's own blending, and how many frames the model
+processes per output frame with window 8 and overlap 4.
+
+    python benchmarks/predict.py --sections model,overlap --device cpu
+    python benchmarks/predict.py --sections real,overlap --device cuda
 """
 
 from __future__ import annotations
@@ -145,6 +154,100 @@ def format_classical(result: dict) -> str:
     return "\n".join(rows)
 
 
+# ---- the model renderer and the weighted overlap (§3.5) ----
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_gb(device: torch.device) -> float:
+    """Peak memory since the last reset: CUDA's allocator on a GPU, the process's peak RSS on the CPU."""
+    return torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else _rss_gb("VmHWM")
+
+
+def benchmark_model(
+    model,
+    device: torch.device,
+    height: int,
+    width: int,
+    frames: int = 16,
+    window: int = 8,
+    overlap: int = 4,
+    repeats: int = 2,
+) -> dict:
+    """Seconds per frame and peak memory of `ModelRenderer` on a clip already at its working size.
+
+    The clip is uint8 on the CPU, as `predict.py` reads it; everything after (resizing, the UNet over
+    overlapping windows, the windowed decoding, the native-size output) is timed.
+    """
+    from any2bokeh.inference.model_renderer import ModelRenderer
+
+    generator = torch.Generator().manual_seed(0)
+    clip = torch.randint(0, 256, (frames, 3, height, width), dtype=torch.uint8, generator=generator)
+    disparity = torch.rand(frames, 1, height, width, generator=generator)
+    renderer = ModelRenderer(model, window=window, overlap=overlap, area=height * width)
+    d_f, k = torch.full((frames,), 0.5), torch.full((frames,), 16.0)
+
+    def run():
+        renderer(clip, disparity, d_f, k)
+        _sync(device)
+
+    run()  # warm-up (kernels, allocator)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    wall, cpu = _timed(run, repeats)
+    return dict(height=height, width=width, frames=frames, window=window, overlap=overlap, dtype=str(model.dtype),
+                seconds_per_frame=wall / frames, cpu_seconds_per_frame=cpu / frames, peak_gb=_peak_gb(device),
+                device=str(device))
+
+
+def benchmark_overlap(device: torch.device, frames: int = 100, window: int = 8, overlap: int = 4, repeats: int = 5) -> dict:
+    """The cost of the weighted overlap itself: blending [1, T, 4, 72, 128] latents (576x1024) with an identity `fn`,
+    against the same identity on the whole clip, and how many frames the model processes per output frame."""
+    from any2bokeh.inference.overlap import overlap_windows, weighted_overlap
+
+    latents = torch.randn(1, frames, 4, 72, 128, device=device)
+
+    def blended():
+        weighted_overlap(lambda x: x.clone(), latents, window, overlap)
+        _sync(device)
+
+    def whole():
+        latents.clone()
+        _sync(device)
+
+    blended()
+    blend_s, _ = _timed(blended, repeats)
+    whole_s, _ = _timed(whole, repeats)
+    processed = sum(w.stop - w.start for w in overlap_windows(frames, window, overlap))
+    return dict(frames=frames, window=window, overlap=overlap, device=str(device),
+                blend_ms_per_frame=1e3 * (blend_s - whole_s) / frames, processed_per_frame=processed / frames)
+
+
+def format_model(result: dict, name: str) -> str:
+    return (
+        f"| {name} | {result['device']} | {result['width']}x{result['height']} | {result['frames']} "
+        f"({result['window']}/{result['overlap']}) | {result['dtype'].removeprefix('torch.')} | "
+        f"{result['seconds_per_frame']:.3f} | {result['cpu_seconds_per_frame']:.3f} | {result['peak_gb']:.2f} |"
+    )
+
+
+MODEL_HEADER = (
+    "| model | device | size | frames (window/overlap) | dtype | s / frame | CPU s / frame | peak memory (GB) |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def format_overlap(result: dict) -> str:
+    return (
+        f"weighted overlap on {result['device']}: {result['frames']} frames of 576x1024 latents, window {result['window']}, "
+        f"overlap {result['overlap']}: blending costs {result['blend_ms_per_frame']:.3f} ms per frame; the model "
+        f"processes {result['processed_per_frame']:.2f} frames per output frame (the real cost of the overlap)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=576)
@@ -154,11 +257,53 @@ def main() -> None:
     parser.add_argument("--exact-borders", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--sections",
+        default="classical,model,real,overlap",
+        help="comma-separated: classical (CPU), model (the tiny model), real (the SVD architecture in bf16, GPU only), "
+        "overlap (the weighted overlap's own cost)",
+    )
+    parser.add_argument("--frames", type=int, default=16, help="clip length of the model sections")
+    parser.add_argument("--tiny-size", default="72x128", help="HxW of the tiny model's clip")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = benchmark_classical(args.height, args.width, args.K, args.num_layers, args.exact_borders, args.seed)
+    sections = set(args.sections.split(","))
+    unknown = sections - {"classical", "model", "real", "overlap"}
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}")
+    device = torch.device(args.device)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
-    print(format_classical(result))
+    if "classical" in sections:
+        result = benchmark_classical(args.height, args.width, args.K, args.num_layers, args.exact_borders, args.seed)
+        print(format_classical(result))
+    rows = []
+    if "model" in sections:
+        from any2bokeh.models import AnyToBokeh
+
+        height, width = (int(v) for v in args.tiny_size.split("x"))
+        tiny = AnyToBokeh.tiny(seed=0).to(device)
+        rows.append(format_model(benchmark_model(tiny, device, height, width, args.frames), "tiny (test sizes)"))
+    if "real" in sections:
+        if device.type != "cuda":
+            print("real SVD architecture: skipped, it needs a GPU (576x1024 in bf16; the paper: 0.094 s/frame, 13.6 GB on an H800)")
+        else:
+            import sys
+            from pathlib import Path
+
+            sys.path.insert(0, str(Path(__file__).parent))
+            from real_svd import random_real_svd
+
+            torch.cuda.reset_peak_memory_stats()
+            model = random_real_svd(device, torch.bfloat16)
+            print(f"real architecture built: {torch.cuda.max_memory_allocated() / 1e9:.2f} GB of weights on {torch.cuda.get_device_name()}")
+            result = benchmark_model(model, device, args.height, args.width, args.frames)
+            rows.append(format_model(result, "SVD img2vid-xt architecture (random weights)"))
+    if rows:
+        print(MODEL_HEADER)
+        print("\n".join(rows))
+    if "overlap" in sections:
+        print(format_overlap(benchmark_overlap(device)))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ class VideoJobsDataModule(L.LightningDataModule):
         super().__init__()
         self.jobs = list(jobs)
 
+    def setup(self, stage: str) -> None:
+        # processes launched one by one (torchrun, SLURM) each listed the videos still to do; rank 0's list
+        # is the one, so a video another rank finished meanwhile is not dropped from one shard only
+        self.jobs = self.trainer.strategy.broadcast(self.jobs, src=0)
+
     def predict_dataloader(self) -> DataLoader:
         sampler = ShardSampler(len(self.jobs), self.trainer.global_rank, self.trainer.world_size)
         return DataLoader(VideoJobs(self.jobs), batch_size=1, sampler=sampler, collate_fn=_single, num_workers=0)

@@ -60,35 +60,42 @@ def _naming(path: str) -> Iterator[None]:
         raise kind(f"{path}: {error}") from error
 
 
-def job_disparity(job: VideoJob, frames: Tensor, device: torch.device) -> tuple[Tensor, str]:
+# depth networks already loaded in this process, by (folder, device): a batch loads each once
+_DEPTH_NETWORKS: dict[tuple[str, str], Any] = {}
+
+
+def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tuple[Tensor, str]:
     """The video's disparity [T, 1, h, w] normalised over the clip, and where it came from.
 
-    In order: the `disparity` setting, a sibling `<name>.disparity.npy`, the `depth_model` folder.
-    frames: uint8 [T, H, W, 3] (numpy or torch), for the depth model and the checks.
+    In order: the `disparity` setting, a sibling `<name>.disparity.npy`, the `depth_model` folder. It keeps
+    its own size (renderers resize it), so a 4K clip does not carry a 4K float copy of it.
+    frames: uint8 [T, H, W, 3], for the depth model and the frame count.
     """
-    from any2bokeh.inference import disparity as disparity_io
+    from any2bokeh.inference.disparity import DepthNetwork, load_disparity
 
-    num_frames, height, width = frames.shape[:3]
+    num_frames = frames.shape[0]
     source = job.settings.get("disparity") or sibling_disparity(job.input)
     if source is not None:
         origin = str(source)
         with _naming(origin):
-            disparity = disparity_io.load_disparity(source, num_frames=num_frames, size=(height, width))
+            disparity = load_disparity(source, num_frames=num_frames)
     elif job.settings.get("depth_model"):
-        origin = f"depth_model {job.settings['depth_model']}"
-        with _naming(str(job.settings["depth_model"])):
-            disparity = disparity_io.estimate_disparity(frames, job.settings["depth_model"], device=device)
+        folder = str(job.settings["depth_model"])
+        origin = f"depth_model {folder}"
+        with _naming(folder):
+            key = (folder, str(device))
+            if key not in _DEPTH_NETWORKS:
+                _DEPTH_NETWORKS[key] = DepthNetwork(folder, device=device)
+            disparity = _DEPTH_NETWORKS[key](frames)
     else:
         raise FileNotFoundError(
             f"no disparity for {job.input}: set disparity=, put {Path(job.input).stem}.disparity.npy beside it, "
             "or set depth_model= (a local Depth Anything folder)"
         )
-    if disparity.ndim == 3:
-        # [T, h, w] -> [T, 1, h, w]
-        disparity = disparity[:, None]
     if disparity.shape[0] != num_frames:
         raise ValueError(f"disparity from {origin} has {disparity.shape[0]} frames, the video {num_frames}")
-    return disparity.float(), origin
+    # [T, h, w] -> [T, 1, h, w]
+    return disparity.float().reshape(num_frames, 1, *disparity.shape[-2:]), origin
 
 
 def focus_spec(focus: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +137,7 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
     num_frames, height, width = frames.shape[:3]
     lap("read")
     device = renderer.device or torch.device("cpu")
-    disparity, disparity_origin = job_disparity(job, frames, device)
+    disparity, disparity_origin = job_disparity(job, video.frames, device)
     lap("disparity")
     # the curves are found on a small copy: d_f is a mean over the subject
     small = working_size(height, width, FOCUS_AREA, upscale=False)
@@ -153,6 +160,7 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
         "fps": video.fps,
         "disparity": disparity_origin,
         "settings": job.settings,
+        "focus": focus_spec(job.settings.get("focus", {})),
         "renderer": renderer.info(),
         "disp_focus": [round(float(v), 6) for v in disp_focus],
         "k": [round(float(v), 6) for v in k],

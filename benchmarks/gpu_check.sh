@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# One prepared GPU check, under 8 minutes on one GPU: it runs the CUDA tests and the GPU timings and
+# writes a markdown card of the results.
+#
+#   bash benchmarks/gpu_check.sh                  # card: benchmarks/gpu_card.md
+#   CARD=$OUT/gpu_card.md PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
+#
+# Steps (each under its own time limit, so one slow or failing step never eats the others' time):
+#   1. raytrace CPU vs CUDA agreement and the other gpu-marked tests (pytest -m gpu);
+#   2. the renderers on the GPU: raytrace (a quarter of the lens, extrapolated) vs render_layers at 1024x576;
+#   3. the DataModule's throughput of 8-frame training pairs at 1024x576 (ground truth rendered on the GPU);
+#   4. stage-1 training steps on the real SVD architecture (random weights) at 1024x576, bf16-mixed, with
+#      gradient checkpointing: seconds per step and peak memory;
+#   5. inference: the real architecture in bf16 at 576x1024 (seconds per frame, peak memory) and the cost
+#      of the weighted overlap itself.
+# Without a GPU it stops at once (CPU=1 runs the steps that work on the CPU, at small sizes, to check the script).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+CARD=${CARD:-benchmarks/gpu_card.md}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+
+if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    if [ "${CPU:-0}" != 1 ]; then
+        echo "gpu_check.sh: no CUDA device; set CPU=1 to run its CPU-safe steps at small sizes" >&2
+        exit 2
+    fi
+    echo "gpu_check.sh: no CUDA device, running the CPU-safe steps at small sizes" >&2
+fi
+
+mkdir -p "$(dirname "$CARD")"
+device=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU (smoke run)')")
+{
+    echo "# GPU check"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $device, $("$PYTHON" -c 'import torch; print("torch", torch.__version__)'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo
+} > "$CARD"
+
+failures=0
+# step NAME LIMIT_SECONDS COMMAND...: runs the command, appends its status, time and output to the card
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local log start status seconds
+    log=$(mktemp)
+    start=$(date +%s)
+    timeout --kill-after=10 "$limit" "$@" > "$log" 2>&1
+    status=$?
+    seconds=$(( $(date +%s) - start ))
+    if [ $status -eq 0 ]; then result=ok; elif [ $status -eq 124 ] || [ $status -eq 137 ]; then result="timed out after ${limit} s"; else result="failed (exit $status)"; fi
+    [ $status -eq 0 ] || failures=$((failures + 1))
+    echo "[$result] $name (${seconds} s)" >&2
+    {
+        echo "## $name: $result, ${seconds} s"
+        echo
+        echo '`'"$*"'`'
+        echo
+        echo '```'
+        # tables and summaries: the last lines, without progress bars and warnings
+        grep -v -E 'it/s\]|s/it\]|Warning|warn\(|deprecated|available: |Tip: |eval mode|^\s*$' "$log" | tail -n 40
+        echo '```'
+        echo
+    } >> "$CARD"
+    rm -f "$log"
+}
+
+if [ "${CPU:-0}" = 1 ]; then
+    step "gpu tests (skipped without CUDA)" 120 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/unit/test_raytrace.py tests/integration/test_pipeline.py
+    step "training step (tiny model, CPU)" 600 "$PYTHON" benchmarks/train_step.py --tiny --device cpu --height 64 --width 64 --steps 2
+    step "inference (CPU)" 600 "$PYTHON" benchmarks/predict.py --device cpu --sections model,real,overlap --tiny-size 32x48 --frames 10
+else
+    step "raytrace CPU vs CUDA and the other gpu tests" 60 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/unit/test_raytrace.py tests/integration/test_pipeline.py
+    step "renderers at 1024x576" 60 "$PYTHON" benchmarks/render.py --device cuda --lens-fraction 0.25 --psnr-rows 64
+    step "DataModule throughput at 1024x576" 75 "$PYTHON" benchmarks/synthesis.py --device cuda --skip-renderers --throughput-size 576x1024 --workers 4 --clips 8
+    step "stage-1 training step, real SVD architecture" 150 "$PYTHON" benchmarks/train_step.py --steps 3
+    step "inference, real SVD architecture in bf16" 120 "$PYTHON" benchmarks/predict.py --device cuda --sections real,overlap
+fi
+
+echo "$failures step(s) failed; card: $CARD" >&2
+exit $(( failures > 0 ))

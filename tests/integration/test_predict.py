@@ -1,0 +1,223 @@
+"""predict.py end to end on videos the tests write: batches, failures, re-runs, manifests, audio, the model."""
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from any2bokeh.io import has_audio, read_video
+from any2bokeh.prediction import compose_predict_config, predict
+from tests.video_files import write_corrupt_mp4, write_mp4, write_video_with_audio
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
+
+
+def _frames(num_frames=6, height=48, width=64, seed=0):
+    """A textured clip, uint8 [T, H, W, 3], drifting by a pixel per frame."""
+    rng = np.random.default_rng(seed)
+    wide = rng.integers(0, 256, (height, width + num_frames, 3), dtype=np.uint8)
+    return np.stack([wide[:, t : t + width] for t in range(num_frames)])
+
+
+def _disparity(num_frames=6, height=48, width=64):
+    """Two planes: a near block (raw 5) on a far background (raw 1), in arbitrary units."""
+    disparity = np.ones((num_frames, height, width), dtype=np.float32)
+    disparity[:, height // 4 : 3 * height // 4, width // 4 : width // 2] = 5.0
+    return disparity
+
+
+def _clip(folder, name, num_frames=6, fps=10, disparity_frames=None, seed=0, audio=False):
+    frames = _frames(num_frames, seed=seed)
+    path = Path(folder) / f"{name}.mp4"
+    (write_video_with_audio if audio else write_mp4)(path, frames, fps)
+    np.save(Path(folder) / f"{name}.disparity.npy", _disparity(disparity_frames or num_frames))
+    return path
+
+
+def _cfg(output_dir, *overrides):
+    return compose_predict_config(CONF, [f"output_dir={output_dir}", "trainer.enable_progress_bar=false", *overrides], log_dir=output_dir)
+
+
+def _sidecar(output_dir, name):
+    return json.loads((Path(output_dir) / f"{name}.json").read_text())
+
+
+def _statuses(summary):
+    return {row["name"]: (row["status"], row.get("reason") or "") for row in summary.rows}
+
+
+def test_a_batch_writes_good_clips_reports_bad_ones_and_skips_finished_ones(tmp_path):
+    clips, out = tmp_path / "clips", tmp_path / "out"
+    _clip(clips, "good_a", seed=1)
+    _clip(clips, "good_b", seed=2)
+    _clip(clips, "short_disparity", disparity_frames=4)
+    write_corrupt_mp4(clips / "corrupt.mp4")
+    np.save(clips / "corrupt.disparity.npy", _disparity())
+
+    # the command line: the exit code says that a video failed
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run(
+        [sys.executable, "predict.py", f"input={clips}", f"output_dir={out}", f"hydra.run.dir={tmp_path / 'log'}", "cpu_threads=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "corrupt.mp4" in log and "short_disparity" in log and "2 done, 0 skipped, 2 failed" in log
+    for name in ("good_a", "good_b"):
+        assert (out / f"{name}.mp4").is_file() and (out / f"{name}.json").is_file()
+    assert not (out / "corrupt.mp4").exists() and not (out / "short_disparity.mp4").exists()
+    assert not [p for p in out.iterdir() if ".partial" in p.name]
+
+    # a second run skips the finished clips and reports the bad ones again, with their reasons
+    before = (out / "good_a.mp4").stat().st_mtime_ns
+    summary = predict(_cfg(out, f"input={clips}"))
+    statuses = _statuses(summary)
+    assert statuses["good_a"][0] == statuses["good_b"][0] == "skipped"
+    assert statuses["corrupt"][0] == "failed" and "corrupt.mp4" in statuses["corrupt"][1]
+    assert statuses["short_disparity"][0] == "failed" and "4 frames" in statuses["short_disparity"][1]
+    assert "6" in statuses["short_disparity"][1] and summary.exit_code == 1
+    assert (out / "good_a.mp4").stat().st_mtime_ns == before
+    # overwrite=true renders them again
+    again = predict(_cfg(out, f"input={clips / 'good_a.mp4'}", "overwrite=true"))
+    assert _statuses(again) == {"good_a": ("done", "")} and again.exit_code == 0
+    assert (out / "good_a.mp4").stat().st_mtime_ns != before
+
+
+def test_output_keeps_frame_count_size_fps_and_audio(tmp_path):
+    clip = _clip(tmp_path, "talk", num_frames=7, fps=12, audio=True)
+    out = tmp_path / "out"
+    summary = predict(_cfg(out, f"input={clip}", "focus.value=0.9", "k=24"))
+    assert summary.exit_code == 0
+    written = read_video(out / "talk.mp4")
+    assert written.frames.shape == (7, 48, 64, 3) and written.fps == pytest.approx(12)
+    assert has_audio(out / "talk.mp4")
+    sidecar = _sidecar(out, "talk")
+    assert sidecar["disp_focus"] == [pytest.approx(0.9)] * 7 and sidecar["k"] == [24.0] * 7
+    assert sidecar["audio"] and sidecar["frames"] == 7 and sidecar["renderer"]["name"] == "classical"
+    assert sidecar["versions"]["torch"] == metadata.version("torch")
+    assert {"read", "disparity", "focus", "render", "write", "total"} <= set(sidecar["timings"])
+
+
+def test_manifest_columns_set_focus_and_k_per_video(tmp_path):
+    _clip(tmp_path, "a", num_frames=8)
+    _clip(tmp_path, "b", num_frames=8, seed=3)
+    (tmp_path / "list.jsonl").write_text(
+        json.dumps({"input": "a.mp4", "focus": {"value": 0.25}, "k": [{"frame": 0, "k": 4}, {"frame": 7, "k": 32}]}) + "\n"
+        + json.dumps({"input": "b.mp4", "name": "b_far", "focus.keyframes": [{"frame": 0, "value": 1.0}, {"frame": 7, "value": 0.0}], "focus.transition": 7}) + "\n"
+    )
+    out = tmp_path / "out"
+    summary = predict(_cfg(out, f"input={tmp_path / 'list.jsonl'}", "renderer=identity", "focus.point=[0.3,0.5]"))
+    assert summary.exit_code == 0, summary.table()
+    a, b = _sidecar(out, "a"), _sidecar(out, "b_far")
+    assert a["disp_focus"] == [pytest.approx(0.25)] * 8
+    assert a["k"] == pytest.approx([4 + 4 * t for t in range(8)])
+    assert b["k"] == [16.0] * 8  # the run's K
+    # a smoothstep from 1 to 0 over the 7 frames between the keyframes
+    u = np.arange(8) / 7
+    assert b["disp_focus"] == pytest.approx(list(1 - (3 * u**2 - 2 * u**3)), abs=1e-5)
+
+
+def test_each_bad_setting_fails_its_video_with_the_file_and_reason(tmp_path):
+    _clip(tmp_path, "clip", num_frames=6)
+    np.save(tmp_path / "nan.npy", np.where(_disparity() > 2, np.nan, 1.0))
+    (tmp_path / "no_masks").mkdir()
+    rows = [
+        {"name": "no_disparity", "input": "clip.mp4", "disparity": "missing.npy"},
+        {"name": "nan_disparity", "input": "clip.mp4", "disparity": "nan.npy"},
+        {"name": "negative_k", "input": "clip.mp4", "k": -2},
+        {"name": "focus_outside", "input": "clip.mp4", "focus.value": 1.5},
+        {"name": "point_outside", "input": "clip.mp4", "focus.point": [1.5, 0.5]},
+        {"name": "empty_mask", "input": "clip.mp4", "focus.mask": "no_masks"},
+        {"name": "fine", "input": "clip.mp4", "focus.value": 0.5},
+    ]
+    (tmp_path / "list.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out"
+    summary = predict(_cfg(out, f"input={tmp_path / 'list.jsonl'}", "renderer=identity"))
+    statuses = _statuses(summary)
+    assert statuses.pop("fine") == ("done", "") and summary.exit_code == 1
+    assert all(status == "failed" for status, _ in statuses.values())
+    assert "missing.npy" in statuses["no_disparity"][1]
+    assert "nan.npy" in statuses["nan_disparity"][1] and "frame 0" in statuses["nan_disparity"][1]
+    assert "K" in statuses["negative_k"][1] and "-2" in statuses["negative_k"][1]
+    assert "1.5" in statuses["focus_outside"][1]
+    assert "1.5" in statuses["point_outside"][1]
+    assert "no_masks" in statuses["empty_mask"][1]
+    assert (out / "fine.mp4").is_file() and not (out / "negative_k.mp4").exists()
+
+
+def test_the_model_renderer_end_to_end_with_a_saved_tiny_model(tmp_path):
+    from any2bokeh.models import AnyToBokeh
+
+    AnyToBokeh.tiny(seed=0).save_pretrained(tmp_path / "tiny")
+    _clip(tmp_path, "long", num_frames=11)  # longer than the window
+    _clip(tmp_path, "short", num_frames=3, seed=4)
+    out = tmp_path / "out"
+    overrides = ["renderer=model", f"renderer.path={tmp_path / 'tiny'}", "window=4", "overlap=2", "working_area=1536", "cpu_threads=1"]
+    summary = predict(_cfg(out, f"input=[{tmp_path / 'long.mp4'},{tmp_path / 'short.mp4'}]", "focus.value=0.5", *overrides))
+    assert summary.exit_code == 0, summary.table()
+    assert read_video(out / "long.mp4").frames.shape == (11, 48, 64, 3)
+    assert read_video(out / "short.mp4").frames.shape == (3, 48, 64, 3)
+    renderer = _sidecar(out, "long")["renderer"]
+    assert renderer["name"] == "model" and renderer["window"] == 4 and renderer["path"] == str(tmp_path / "tiny")
+
+    # missing weights fail every video with the path, and the run still ends with its summary
+    missing = predict(_cfg(tmp_path / "out2", f"input={tmp_path / 'short.mp4'}", *overrides[:1], "renderer.path=/no/weights"))
+    (row,) = missing.rows
+    assert row["status"] == "failed" and "/no/weights" in row["reason"] and missing.exit_code == 1
+
+
+def test_unknown_keys_are_errors(tmp_path):
+    with pytest.raises(ConfigCompositionException, match="focus.valu"):
+        _cfg(tmp_path, "focus.valu=0.3")
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['foo'\]"):
+        predict(_cfg(tmp_path, "+foo=1"))
+    with pytest.raises(ValueError, match="renderer.path"):
+        predict(_cfg(tmp_path, "renderer=model"))
+
+
+@pytest.mark.slow
+def test_two_processes_render_each_video_exactly_once(tmp_path):
+    clips, out = tmp_path / "clips", tmp_path / "out"
+    for index in range(3):
+        _clip(clips, f"clip{index}", num_frames=4, seed=index)
+    summary = predict(_cfg(out, f"input={clips}", "hardware=ddp_cpu2", "renderer=identity", "focus.value=0.5"))
+    assert summary.exit_code == 0, summary.table()
+    entries = [json.loads(line) for line in (out / "predict_log.jsonl").read_text().splitlines()]
+    assert sorted(entry["name"] for entry in entries) == ["clip0", "clip1", "clip2"]
+    assert {entry["rank"] for entry in entries} == {0, 1}
+    assert {_sidecar(out, f"clip{i}")["rank"] for i in range(3)} == {0, 1}
+
+
+@pytest.mark.slow
+def test_no_input_renders_the_demo_clip_and_tracks_its_target(tmp_path):
+    summary = predict(_cfg(tmp_path, "cpu_threads=2"))
+    assert summary.exit_code == 0, summary.table()
+    sidecar = _sidecar(tmp_path, "demo")
+    truth = json.loads((tmp_path / "demo_input" / "demo.focus.json").read_text())["true_disp_focus"]
+    assert np.abs(np.array(sidecar["disp_focus"]) - np.array(truth)).max() < 0.05
+    assert read_video(tmp_path / "demo.mp4").frames.shape[0] == len(truth)
+
+
+def test_a_depth_anything_folder_gives_the_disparity_when_no_file_does(tmp_path):
+    from tests.unit.test_disparity_inputs import save_tiny_depth_anything
+
+    save_tiny_depth_anything(tmp_path / "depth")
+    clip = tmp_path / "clip.mp4"
+    write_mp4(clip, _frames(4), 10)  # no clip.disparity.npy beside it
+    out = tmp_path / "out"
+    summary = predict(_cfg(out, f"input={clip}", f"depth_model={tmp_path / 'depth'}", "focus.value=0.5"))
+    assert summary.exit_code == 0, summary.table()
+    assert _sidecar(out, "clip")["disparity"] == f"depth_model {tmp_path / 'depth'}"
+    # no disparity at all, or a depth folder without weights: the video fails, naming what is missing
+    missing = predict(_cfg(tmp_path / "out2", f"input={clip}"))
+    assert "no disparity for" in missing.rows[0]["reason"] and "clip.disparity.npy" in missing.rows[0]["reason"]
+    (tmp_path / "empty").mkdir()
+    empty = predict(_cfg(tmp_path / "out3", f"input={clip}", f"depth_model={tmp_path / 'empty'}"))
+    assert empty.exit_code == 1 and str(tmp_path / "empty") in empty.rows[0]["reason"]
