@@ -63,6 +63,10 @@ def test_pyav_reads_when_decord_is_missing(tmp_path, monkeypatch):
     assert reader.backend == "pyav" and len(reader) == 6 and reader.fps == 12
     # random access in any order, repeats included, as the matte loader asks
     np.testing.assert_array_equal(reader.get_frames([4, 1, 4]), with_decord.get_frames([4, 1, 4]))
+    with pytest.raises(IndexError, match=r"frames \[6\] outside the 6 frames of .*clip\.mp4"):
+        reader.get_frames([0, 6])
+    with pytest.raises(ValueError, match="no frame ids"):
+        reader.get_frames([])
 
 
 def test_frame_folder_reads_in_frame_number_order(tmp_path):
@@ -89,6 +93,9 @@ def test_sixteen_bit_images_keep_their_precision(tmp_path):
     array = read_image_array(tmp_path / "depth.png", "L")
     assert array.dtype == np.uint16
     np.testing.assert_array_equal(array, values)
+    floats = np.linspace(-2.5, 1e6, 64, dtype=np.float32).reshape(4, 16)  # float TIFF depth
+    Image.fromarray(floats).save(tmp_path / "depth.tif")
+    np.testing.assert_array_equal(read_image_array(tmp_path / "depth.tif"), floats)
 
 
 def test_bad_inputs_name_the_path(tmp_path):
@@ -130,6 +137,8 @@ def test_write_mp4_keeps_frame_count_size_and_a_fractional_rate(tmp_path):
     assert video.frames.shape == frames.shape
     assert np.abs(video.frames.astype(int) - frames).mean() < 3
     assert not has_audio(path)
+    # a source without audio adds none
+    assert not has_audio(write_mp4(tmp_path / "again.mp4", frames, fps=10, audio_from=path))
 
 
 def test_write_mp4_accepts_torch_frames_and_pads_odd_sizes(tmp_path):

@@ -5,9 +5,9 @@ size, min-max normalised over the **whole video** (``any2bokeh.data.disparity.no
 training data), 1 = nearest. Per-frame normalisation would make the focal plane flicker.
 
 - **Files** (``load_disparity``): a ``.npy`` array [T, H, W] (or [H, W] for one frame, or [T, 1, H, W]); a ``.npz``
-  holding one array (or one named ``disparity``); a folder of 16-bit or 8-bit grey PNGs, in frame-number order; or a
-  grey video. Values may have any range and dtype; larger = nearer, as disparity and the relative inverse depth of
-  Depth Anything are. For depth-like files (larger = farther, e.g. metres) pass ``inverse=True``: the disparity is
+  holding one array (or one named ``disparity``); a folder of 16-bit or 8-bit grey PNGs (or float TIFFs), in
+  frame-number order; or a grey video. Values may have any range and dtype; larger = nearer, as disparity and the
+  relative inverse depth of Depth Anything are. For depth-like files (larger = farther, e.g. metres) pass ``inverse=True``: the disparity is
   then 1 / depth, and a depth <= 0 is an error naming the file and the frame.
 - **A depth network** (``DepthNetwork``): a transformers depth-estimation model in a local folder, as Depth Anything
   V2's ``-hf`` releases are laid out (``config.json``, ``model.safetensors``, ``preprocessor_config.json``), loaded

@@ -67,15 +67,18 @@ def float_to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 
 def read_image_array(path: Path, mode: str | None = None) -> np.ndarray:
-    """One image file as stored: uint8 or uint16 [h, w] (grey) or [h, w, C].
+    """One image file as stored: uint8 [h, w] (grey) or [h, w, C], or a grey map of more bits.
 
-    ``mode`` converts 8-bit images with PIL ("RGB", "L"); 16-bit grey images are returned as
-    uint16 whatever ``mode`` asks for a single channel, so that no precision is lost.
+    ``mode`` converts 8-bit images with PIL ("RGB", "L"). Grey images of more than 8 bits keep
+    their values unless ``mode`` is "RGB", so that no precision is lost: 16-bit ones as uint16,
+    32-bit integer or float ones (TIFF) as int32 or float32.
     """
     try:
         with Image.open(path) as image:
-            if image.mode.startswith("I;16") or (image.mode == "I" and mode != "RGB"):
+            if image.mode.startswith("I;16") and mode != "RGB":
                 return np.array(image).astype(np.uint16)
+            if image.mode in ("I", "F") and mode != "RGB":
+                return np.array(image)
             return np.array(image if mode is None else image.convert(mode))
     except (OSError, ValueError, SyntaxError) as error:
         raise MediaError(f"cannot decode image {path}: {error}") from error

@@ -81,6 +81,8 @@ class VideoReader:
     def get_frames(self, frame_ids: Iterable[int]) -> np.ndarray:
         """Frames ``frame_ids`` (each in [0, len)) as uint8 [len(frame_ids), H, W, 3]."""
         frame_ids = [int(i) for i in frame_ids]
+        if not frame_ids:
+            raise ValueError(f"no frame ids given for {self.path}")
         bad = [i for i in frame_ids if not 0 <= i < self.num_frames]
         if bad:
             raise IndexError(f"frames {bad[:5]} outside the {self.num_frames} frames of {self.path}")
@@ -234,7 +236,9 @@ class _AudioCopy:
             self.stream.layout = self.source.layout
             self.items = self.input.decode(self.source)
         else:
-            self.stream = out.add_stream_from_template(self.source)
+            # PyAV >= 14 names it add_stream_from_template; older versions take add_stream(template=...)
+            from_template = getattr(out, "add_stream_from_template", None)
+            self.stream = from_template(self.source) if from_template else out.add_stream(template=self.source)
             self.items = self.input.demux(self.source)
         # audio times are kept relative to the first video frame, which the output puts at 0
         video = self.input.streams.video
