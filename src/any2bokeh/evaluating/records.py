@@ -81,6 +81,8 @@ class RecordCache:
             "traceback": "".join(traceback.format_exception(error)),
         }
         write_json_atomic(self._path(job, ".failed.json"), failure)
+        # a record from an earlier run must not stand in for a video that now fails (overwrite=true)
+        self._path(job, ".pt").unlink(missing_ok=True)
 
     def read(self, job: Job) -> dict[str, Any] | None:
         path = self._path(job, ".pt")
