@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,6 +77,7 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         if cfg.get("train", True):
             # our own checkpoints hold the partial optimizer in their hyperparameters: not weights-only
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
+            save_final_checkpoint(trainer)
         metrics = dict(trainer.callback_metrics)
         optimized = cfg.get("optimized_metric")
         if cfg.get("train", True) and optimized and optimized not in metrics:
@@ -93,6 +95,23 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     finally:
         _finish_wandb()
     return {name: float(value) for name, value in metrics.items()}, objects
+
+
+def save_final_checkpoint(trainer: L.Trainer) -> None:
+    """Make `last.ckpt` hold the weights fitting ended with.
+
+    ModelCheckpoint writes `last.ckpt` only when validation ends, so a run whose last optimiser step came after
+    its last saving validation (or whose last validation was skipped) would leave an older `last.ckpt`, and the
+    next stage's `init_from` would start from weights that are not the final ones. Every rank calls this.
+    """
+    callback = trainer.checkpoint_callback
+    if callback is None or not callback.save_last or callback.dirpath is None:
+        return
+    if getattr(callback, "_last_global_step_saved", None) == trainer.global_step:
+        return
+    path = os.path.join(callback.dirpath, callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION)
+    log.info(f"Saving the final weights (step {trainer.global_step}) to {path}")
+    trainer.save_checkpoint(path, weights_only=False)
 
 
 def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
