@@ -13,6 +13,8 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
+
 BATCH_KEYS = ("aif", "bokeh", "disparity", "disp_focus", "k")
 
 
@@ -193,7 +195,7 @@ class BokehModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # how to rebuild the network's architecture; `AnyToBokeh.from_checkpoint` reads it (stage chaining)
-        checkpoint["any2bokeh_config"] = self.net.config
+        checkpoint[CHECKPOINT_CONFIG_KEY] = self.net.config
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
