@@ -24,7 +24,6 @@ with an explicit `model=` and are converted by saving that model (see `from_chec
 from __future__ import annotations
 
 import json
-import logging
 import os
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -39,8 +38,6 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from .loading import parse_dtype
 from .tiny import CLIPImageProcessor
-
-logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "any2bokeh_config.json"
 NEW_MODULES_NAME = "any2bokeh_new_modules.safetensors"

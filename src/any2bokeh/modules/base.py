@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from any2bokeh.evaluation import missing_test_metrics_notice, training_metrics
 
 from any2bokeh.data.dataset import BATCH_KEYS
+from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
 
 # The data layer defines the batch; the model needs all of it but the subject mask, which serves evaluation.
 REQUIRED_KEYS = tuple(key for key in BATCH_KEYS if key != "subject_mask")
@@ -193,7 +194,7 @@ class BokehModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # how to rebuild the network's architecture; `AnyToBokeh.from_checkpoint` reads it (stage chaining)
-        checkpoint["any2bokeh_config"] = self.net.config
+        checkpoint[CHECKPOINT_CONFIG_KEY] = self.net.config
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
