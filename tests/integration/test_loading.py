@@ -269,6 +269,23 @@ def test_version_1_files(tmp_path):
     assert all(torch.equal(loaded.state_dict()[name], value) for name, value in trained.state_dict().items())
 
 
+def test_models_saved_before_an_option_existed_keep_their_behaviour(tmp_path):
+    """key_mask and k_residual came later: a config without them is the model as it was trained then."""
+    trained = AnyToBokeh.tiny(seed=0, use_image_encoder=False, key_mask="any", k_residual=False)
+    open_gates(trained, seed=3)
+    folder = trained.save_pretrained(tmp_path / "saved")
+    config = json.loads((folder / "any2bokeh_config.json").read_text())
+    assert AnyToBokeh.from_pretrained(folder).options == trained.options
+    for key in ("key_mask", "k_residual"):
+        del config["options"][key]
+    (folder / "any2bokeh_config.json").write_text(json.dumps(config))
+    loaded = AnyToBokeh.from_pretrained(folder)
+    assert (loaded.options.key_mask, loaded.options.k_residual) == ("any", False)
+    assert all(block.key_mask == "any" and not block.k_residual for block in loaded.unet.mpi_blocks)
+    # today's defaults are the other choices, so the legacy values did not come from the defaults
+    assert (AnyToBokeh.tiny().options.key_mask, AnyToBokeh.tiny().options.k_residual) == ("coverage", True)
+
+
 def test_from_checkpoint_errors(tmp_path):
     model = AnyToBokeh.tiny(use_image_encoder=False)
     path = lightning_checkpoint(model, tmp_path / "last.ckpt")

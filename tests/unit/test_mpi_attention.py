@@ -18,9 +18,11 @@ def make_inputs(regions, batch_frames=2, size=(4, 6), seed=0, k=16.0):
     )
 
 
-def make_block(level=0, max_key_tokens=None, gates=1.0, seed=0):
+def make_block(level=0, max_key_tokens=None, gates=1.0, seed=0, **options):
     torch.manual_seed(seed)
-    block = MPIAttention(DIM, COND_DIM, HEADS, DIM // HEADS, level=level, scale=0, max_key_tokens=max_key_tokens)
+    block = MPIAttention(
+        DIM, COND_DIM, HEADS, DIM // HEADS, level=level, scale=0, max_key_tokens=max_key_tokens, **options
+    )
     with torch.no_grad():
         block.gate_attn.fill_(gates)
         block.gate_ff.fill_(gates)
@@ -36,13 +38,22 @@ def naive_mpi_attention(block, x, inputs):
 
 
 def naive_attention_and_feed_forward(block, x, visual, keys, allowed):
-    """The gated attention of the queries `visual` over `keys` where `allowed` [BT, Lk], then the gated FF."""
+    """The gated attention of the queries `visual` over `keys`, then the gated FF.
+
+    `allowed` [BT, Lk] is a bool mask, or float key weights whose log is added to the logits (0 masks).
+    With `k_residual` the residual stream continues from the K-modulated tokens.
+    """
+    if block.k_residual:
+        x = visual
     tokens = block.norm_attn(keys)
     q = block.to_q(block.norm_attn(visual)).unflatten(-1, (HEADS, -1)).transpose(1, 2)
     k = block.to_k(tokens).unflatten(-1, (HEADS, -1)).transpose(1, 2)
     v = block.to_v(tokens).unflatten(-1, (HEADS, -1)).transpose(1, 2)
     scores = q @ k.transpose(-1, -2) / (DIM // HEADS) ** 0.5
-    scores = scores.masked_fill(~allowed[:, None, None, :], float("-inf"))
+    if allowed.dtype == torch.bool:
+        scores = scores.masked_fill(~allowed[:, None, None, :], float("-inf"))
+    else:
+        scores = scores + allowed.log()[:, None, None, :]
     out = (scores.softmax(-1) @ v).transpose(1, 2).flatten(2)
     x = x + block.gate_attn.tanh() * block.to_out(out)
     return x + block.gate_ff.tanh() * block.ff(block.norm_ff(x))
@@ -57,8 +68,9 @@ def test_gates_at_zero_leave_tokens_unchanged():
     assert names == ["gate_attn", "gate_ff"]
 
 
-def test_matches_a_naive_masked_attention():
-    block = make_block(level=1)
+@pytest.mark.parametrize("k_residual", [True, False])
+def test_matches_a_naive_masked_attention(k_residual):
+    block = make_block(level=1, k_residual=k_residual)
     with torch.no_grad():
         block.k_proj[-1].weight.normal_()
     x = torch.randn(2, 24, DIM)
@@ -152,7 +164,8 @@ def pooled_reference(block, x, inputs, grid, keys):
     """Eq. (4) with keys pooled to the `keys` grid, written with loops over the key cells.
 
     A visual key is the mean of the K-modulated tokens of its cell; a condition key is the condition features'
-    mean over its cell, then Phi_A; a condition key is allowed when any pixel of its cell has `regions <= level`.
+    mean over its cell, then Phi_A. With key_mask="any" a condition key is allowed when any pixel of its cell
+    has `regions <= level`; with "coverage" its weight is the fraction of such pixels.
     """
     (height, width), (key_rows, key_cols) = grid, keys
     visual = x + block.k_proj(inputs.k_embedding)[:, None]
@@ -171,7 +184,8 @@ def pooled_reference(block, x, inputs, grid, keys):
             rows, cols = cell(features.shape[2:])
             cond_keys.append(features[:, :, rows, cols].mean(dim=(2, 3)))
             rows, cols = cell(in_focus.shape[1:])
-            allowed.append(in_focus[:, rows, cols].flatten(1).any(dim=1))
+            under = in_focus[:, rows, cols].flatten(1)
+            allowed.append(under.float().mean(dim=1) if block.key_mask == "coverage" else under.any(dim=1))
     visual_keys = torch.stack(visual_keys, dim=1)
     cond_keys = block.cond_proj(torch.stack(cond_keys, dim=1))
     allowed = torch.stack(allowed, dim=1)
@@ -189,6 +203,7 @@ def sparse_regions(batch_frames, size, keys, seed):
     return regions
 
 
+@pytest.mark.parametrize("key_mask", ["any", "coverage"])
 @pytest.mark.parametrize(
     "latent, scale, max_key_tokens, keys, regions_size",
     [
@@ -199,8 +214,10 @@ def sparse_regions(batch_frames, size, keys, seed):
         ((10, 14), 0, 12, (3, 4), (25, 33)),
     ],
 )
-def test_pooled_keys_match_a_naive_reference(latent, scale, max_key_tokens, keys, regions_size):
-    block = MPIAttention(DIM, COND_DIM, HEADS, DIM // HEADS, level=1, scale=scale, max_key_tokens=max_key_tokens)
+def test_pooled_keys_match_a_naive_reference(latent, scale, max_key_tokens, keys, regions_size, key_mask):
+    block = MPIAttention(
+        DIM, COND_DIM, HEADS, DIM // HEADS, level=1, scale=scale, max_key_tokens=max_key_tokens, key_mask=key_mask
+    )
     with torch.no_grad():
         block.gate_attn.fill_(1.0)
         block.gate_ff.fill_(1.0)
@@ -213,3 +230,57 @@ def test_pooled_keys_match_a_naive_reference(latent, scale, max_key_tokens, keys
     x = torch.randn(2, grid[0] * grid[1], DIM)
     with torch.no_grad():
         assert torch.allclose(block(x, inputs), pooled_reference(block, x, inputs, grid, keys), atol=1e-5)
+
+
+@pytest.mark.parametrize("k_residual", [True, False])
+def test_k_has_a_gradient_at_initialisation_only_on_the_residual_path(k_residual):
+    """With the gates still closed, K's projection learns from the first step only when K joins the residual."""
+    block = make_block(gates=0.0, k_residual=k_residual)
+    x = torch.randn(2, 24, DIM)
+    regions = torch.randint(0, 4, (2, 4, 6))
+    target = torch.randn(2, 24, DIM)
+    ((block(x, make_inputs(regions, k=8.0)) - target) ** 2).mean().backward()
+    gradient = block.k_proj[-1].weight.grad
+    assert (gradient.abs().sum() > 0) == k_residual
+    with torch.no_grad():
+        for parameter in block.parameters():
+            if parameter.grad is not None:
+                parameter -= 0.1 * parameter.grad
+        changed = not torch.allclose(block(x, make_inputs(regions, k=4.0)), block(x, make_inputs(regions, k=32.0)))
+    assert changed == k_residual
+
+
+def noisy_focus_regions(size, cell, seed):
+    """A sharp subject (region 0) in the left third; elsewhere region 3 with one region-0 pixel in every key cell."""
+    generator = torch.Generator().manual_seed(seed)
+    regions = torch.full((1, *size), 3)
+    regions[:, :, : size[1] // 3] = 0
+    rows, cols = size[0] // cell, size[1] // cell
+    noise_rows = torch.randint(0, cell, (rows, cols), generator=generator) + torch.arange(rows)[:, None] * cell
+    noise_cols = torch.randint(0, cell, (rows, cols), generator=generator) + torch.arange(cols)[None] * cell
+    regions[0, noise_rows, noise_cols] = 0
+    return regions
+
+
+def test_coverage_mask_still_acts_on_noisy_region_maps():
+    """Per-pixel disparity noise opens every pooled key under "any"; "coverage" keeps the mask's effect."""
+    size, latent, cell = (48, 96), (12, 24), 8  # keys pooled to 6x12: cells of 8x8 region pixels
+    noisy = noisy_focus_regions(size, cell, seed=0)
+    clean = torch.full_like(noisy, 3)
+    clean[:, :, : size[1] // 3] = 0
+    everything = torch.zeros_like(noisy)
+    x = torch.randn(1, latent[0] * latent[1], DIM)
+    for key_mask in ("any", "coverage"):
+        block = make_block(level=0, max_key_tokens=72, key_mask=key_mask)
+        outputs = {}
+        for name, regions in {"noisy": noisy, "clean": clean, "everything": everything}.items():
+            inputs = make_inputs(regions, batch_frames=1, size=latent)
+            assert key_grid(inputs.grid(0), 72) == (6, 12)
+            with torch.no_grad():
+                outputs[name] = block(x, inputs)
+        to_clean = (outputs["noisy"] - outputs["clean"]).abs().mean()
+        to_everything = (outputs["noisy"] - outputs["everything"]).abs().mean()
+        if key_mask == "any":
+            assert torch.equal(outputs["noisy"], outputs["everything"])  # the noise opened every key
+        else:
+            assert to_clean < 0.5 * to_everything

@@ -31,7 +31,7 @@ from transformers import CLIPVisionModelWithProjection
 
 from .bokeh_unet import BokehUNet
 from .conditioning import mpi_regions, vd_image
-from .inputs import as_per_frame, check_ranges
+from .inputs import normalize_inputs
 from .loading import SVD_XT, load_svd_components
 from .serialization import SerializationMixin
 from .tiny import CLIPImageProcessor, tiny_svd_components
@@ -53,6 +53,8 @@ class AnyToBokehOptions:
     ff_mult: hidden width of the MPI blocks' feed-forward, in multiples of the block width.
     max_key_tokens: the MPI blocks' keys (visual and condition) are pooled to at most this many per set
         (None: the full block grid); see `MPIAttention`.
+    key_mask, k_residual: how pooled condition keys are masked ("coverage" or "any") and whether K's
+        embedding joins the residual stream ungated; see `MPIAttention`.
     """
 
     n_planes: int = 4
@@ -65,6 +67,8 @@ class AnyToBokehOptions:
     skip_init: float = 0.0
     ff_mult: int = 2
     max_key_tokens: int | None = 576
+    key_mask: str = "coverage"
+    k_residual: bool = True
 
 
 @dataclass
@@ -138,6 +142,8 @@ class AnyToBokeh(SerializationMixin, nn.Module):
             n_planes=self.options.n_planes,
             ff_mult=self.options.ff_mult,
             max_key_tokens=self.options.max_key_tokens,
+            key_mask=self.options.key_mask,
+            k_residual=self.options.k_residual,
         )
         self.vae = SkipVAE(vae, skip_init=self.options.skip_init)
         self.image_encoder = image_encoder
@@ -330,25 +336,9 @@ class AnyToBokeh(SerializationMixin, nn.Module):
     def check_inputs(self, aif: Tensor, disparity: Tensor, disp_focus: Tensor | float, k: Tensor | float):
         """Validate and normalise the inputs: returns (disparity [B, T, 1, H, W], disp_focus [B, T], k [B, T])."""
         self._check_frames(aif, "aif")
-        batch, num_frames, _, height, width = aif.shape
-        multiple = self.size_multiple
-        if height % multiple or width % multiple:
-            raise ValueError(f"aif: height and width must be multiples of {multiple}, got {height}x{width}")
-        if disparity.ndim == 4:
-            # disparity: [B, T, H, W] -> [B, T, 1, H, W]
-            disparity = disparity.unsqueeze(2)
-        if disparity.shape != (batch, num_frames, 1, height, width):
-            raise ValueError(
-                f"disparity must be [{batch}, {num_frames}, 1, {height}, {width}] like aif, "
-                f"got {tuple(disparity.shape)}"
-            )
-        disp_focus = as_per_frame(disp_focus, batch, num_frames, "disp_focus", aif.device)
-        k = as_per_frame(k, batch, num_frames, "k", aif.device)
-        if self.check_values:
-            check_ranges(aif=aif, disparity=disparity, disp_focus=disp_focus, k=k)
-        return disparity, disp_focus, k
+        return normalize_inputs(aif, disparity, disp_focus, k, self.size_multiple, self.check_values)
 
-    def predict_latents(
+    def unet_inputs(
         self,
         aif: Tensor,
         disparity: Tensor,
@@ -356,8 +346,10 @@ class AnyToBokeh(SerializationMixin, nn.Module):
         k: Tensor | float,
         *,
         aif_latents: Tensor | None = None,
-    ) -> Tensor:
-        """One UNet step: the bokeh latents [B, T, 4, h, w] (scaled like `encode`'s).
+    ) -> dict[str, Any]:
+        """The keyword arguments of `self.unet` (a `BokehUNet`) for one step; `predict_latents` runs them.
+
+        A caller may alter one signal (regions, condition latents, K) to probe what the network uses.
 
         Args:
             aif: all-in-focus frames [B, T, 3, H, W] in [-1, 1].
@@ -371,20 +363,26 @@ class AnyToBokeh(SerializationMixin, nn.Module):
         if aif_latents is None:
             aif_latents = self.encode(aif)
         vd_latents = self.encode(vd_image(disparity, disp_focus).to(aif.dtype))
-        # [B, T, 4, h, w] x 2 -> [B, T, 8, h, w], all-in-focus first as in SVD's conv_in
-        sample = torch.cat([aif_latents, vd_latents], dim=2).to(self.dtype)
-        # disparity: [B, T, 1, H, W] -> regions [B, T, H, W]
-        regions = mpi_regions(disparity[:, :, 0], disp_focus, self.options.n_planes, self.options.mpi_alpha)
-        timestep = torch.full((batch,), self.options.timestep, dtype=self.dtype, device=aif.device)
-        return self.unet(
-            sample,
-            timestep,
-            self.image_context(aif),
-            self.added_time_ids(batch, aif.device),
-            k=k,
-            mpi_regions=regions,
-            cond_latents=aif_latents.to(self.dtype),
-        )
+        return {
+            # [B, T, 4, h, w] x 2 -> [B, T, 8, h, w], all-in-focus first as in SVD's conv_in
+            "sample": torch.cat([aif_latents, vd_latents], dim=2).to(self.dtype),
+            "timestep": torch.full((batch,), self.options.timestep, dtype=self.dtype, device=aif.device),
+            "encoder_hidden_states": self.image_context(aif),
+            "added_time_ids": self.added_time_ids(batch, aif.device),
+            "k": k,
+            # disparity: [B, T, 1, H, W] -> regions [B, T, H, W]
+            "mpi_regions": mpi_regions(
+                disparity[:, :, 0], disp_focus, self.options.n_planes, self.options.mpi_alpha
+            ),
+            "cond_latents": aif_latents.to(self.dtype),
+        }
+
+    def predict_latents(self, *args: Any, **kwargs: Any) -> Tensor:
+        """One UNet step: the bokeh latents [B, T, 4, h, w] (scaled like `encode`'s).
+
+        Arguments as in `unet_inputs`: (aif, disparity, disp_focus, k, *, aif_latents=None).
+        """
+        return self.unet(**self.unet_inputs(*args, **kwargs))
 
     def forward(
         self, aif: Tensor, disparity: Tensor, disp_focus: Tensor | float, k: Tensor | float

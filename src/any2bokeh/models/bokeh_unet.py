@@ -54,6 +54,7 @@ class BokehUNet(nn.Module):
         n_planes: N, the number of MPI regions.
         ff_mult: width of the MPI blocks' feed-forward, in multiples of the block width.
         max_key_tokens: cap on the keys per set in MPI attention (None: full block grid); see MPIAttention.
+        key_mask, k_residual: how pooled condition keys are masked and how K enters; see MPIAttention.
     """
 
     new_module_prefixes: tuple[str, ...] = ("cond_embed", "mpi_blocks")
@@ -64,6 +65,8 @@ class BokehUNet(nn.Module):
         n_planes: int = 4,
         ff_mult: int = 2,
         max_key_tokens: int | None = 576,
+        key_mask: str = "coverage",
+        k_residual: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(unet, UNetSpatioTemporalConditionModel):
@@ -108,6 +111,8 @@ class BokehUNet(nn.Module):
                     scale=scale,
                     ff_mult=ff_mult,
                     max_key_tokens=max_key_tokens,
+                    key_mask=key_mask,
+                    k_residual=k_residual,
                 )
             MPITransformerBlock.adopt(block, mpi, self._state)
             self.mpi_blocks.append(mpi)

@@ -32,3 +32,27 @@ def check_ranges(**tensors: Tensor) -> None:
             raise ValueError(
                 f"{name} must be finite and in [{low}, {high}], got values in [{low_value:.4g}, {high_value:.4g}]"
             )
+
+
+def normalize_inputs(
+    aif: Tensor, disparity: Tensor, disp_focus: Tensor | float, k: Tensor | float, multiple: int, check_values: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(disparity [B, T, 1, H, W], disp_focus [B, T], k [B, T]) for frames `aif` [B, T, 3, H, W].
+
+    H and W must be multiples of `multiple`; with `check_values`, every value is checked against its range.
+    """
+    batch, num_frames, _, height, width = aif.shape
+    if height % multiple or width % multiple:
+        raise ValueError(f"aif: height and width must be multiples of {multiple}, got {height}x{width}")
+    if disparity.ndim == 4:
+        # disparity: [B, T, H, W] -> [B, T, 1, H, W]
+        disparity = disparity.unsqueeze(2)
+    if disparity.shape != (batch, num_frames, 1, height, width):
+        raise ValueError(
+            f"disparity must be [{batch}, {num_frames}, 1, {height}, {width}] like aif, got {tuple(disparity.shape)}"
+        )
+    disp_focus = as_per_frame(disp_focus, batch, num_frames, "disp_focus", aif.device)
+    k = as_per_frame(k, batch, num_frames, "k", aif.device)
+    if check_values:
+        check_ranges(aif=aif, disparity=disparity, disp_focus=disp_focus, k=k)
+    return disparity, disp_focus, k

@@ -1,6 +1,7 @@
 """MPI attention (eq. 4): a gated attention block inside every spatial transformer block of the SVD UNet.
 
-    x <- x + tanh(gate_attn) * TS(Attn([x + Phi_M(E(K)), Phi_A(V_A)], [1, M]))
+    x <- x + Phi_M(E(K))                                   (k_residual: ungated, Phi_M zero at init)
+    x <- x + tanh(gate_attn) * TS(Attn([x, Phi_A(V_A)], [1, M]))
     x <- x + tanh(gate_ff)   * FF(x)
 
 The block sits between the self-attention and the cross-attention of a diffusers `BasicTransformerBlock`
@@ -9,13 +10,20 @@ visual tokens and the condition tokens V_A (the all-in-focus latents); the key m
 through and a condition token only where the pixel lies in this block's MPI level (`regions <= level`).
 Only the visual tokens' outputs are kept (TS), so only they are used as queries.
 
-Two choices of this implementation:
+Three choices of this implementation:
+- K enters the residual stream of every spatial block without a gate (as the authors' release adds it to every
+  spatial token), through Phi_M whose last layer starts at zero. The block is still the identity at
+  initialisation, but Phi_M's last layer has a gradient from the first step and K then reaches every later
+  layer at once, while the gated attention opens slowly. The queries are still the K-modulated tokens, as the
+  paper's eq. (4) has them. `k_residual=False` modulates only the queries and keys (the gated path alone).
 - The keys (visual and condition) are average-pooled to at most `max_key_tokens` per set (576 by default),
   while the queries stay at full resolution; `max_key_tokens=None` attends at the block grid, as the paper
   does. A second full-resolution token set in the shallow blocks would add ~47% FLOPs at 576x1024; pooled
   keys add ~13% (benchmarks/model.py).
-- The binary mask of a level is area-resized to the key grid and a key is allowed when any pixel under it
-  is, so thin in-focus structures survive coarse grids.
+- The mask of a pooled condition key (`key_mask`): "any" allows a key when any pixel under it is allowed, so
+  thin in-focus structures survive coarse grids; "coverage" adds log(fraction of allowed pixels) to the
+  key's attention logit (-inf at 0), so a key that one noisy pixel opens weighs 1/cell-area of a fully
+  allowed one. Both are the binary mask at the full block grid.
 
 Diffusers hands the spatial blocks nothing per call, so the per-call conditioning (`MPIInputs`) lives in an
 `MPIState` shared by the blocks, which `BokehUNet.forward` fills for the duration of one call. Outside such a
@@ -65,19 +73,22 @@ class MPIInputs:
             height, width = (height + 1) // 2, (width + 1) // 2
         return height, width
 
-    def key_mask(self, level: int, size: tuple[int, int]) -> torch.Tensor:
-        """Bool [batch * frames, kh * kw]: condition token allowed where `regions <= level`.
-
-        The binary mask is area-resized to the key grid and a key is allowed when any pixel under it is
-        allowed, so thin in-focus structures survive coarse grids.
-        """
+    def key_coverage(self, level: int, size: tuple[int, int]) -> torch.Tensor:
+        """Float [batch * frames, kh * kw]: the fraction of each key cell's pixels with `regions <= level`."""
         key = (level, size)
         if key not in self._masks:
             allowed = (self.regions <= level).to(torch.float32)
             # allowed: [BT, H, W] -> [BT, 1, kh, kw] -> [BT, kh * kw]
-            coverage = F.adaptive_avg_pool2d(allowed[:, None], size)
-            self._masks[key] = (coverage > 0).flatten(1)
+            self._masks[key] = F.adaptive_avg_pool2d(allowed[:, None], size).flatten(1)
         return self._masks[key]
+
+    def key_mask(self, level: int, size: tuple[int, int]) -> torch.Tensor:
+        """Bool [batch * frames, kh * kw]: a condition key is allowed when any pixel under it has `regions <= level`."""
+        return self.key_coverage(level, size) > 0
+
+    def key_bias(self, level: int, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+        """Additive logit bias [batch * frames, kh * kw]: log(coverage), -inf where no pixel is allowed."""
+        return self.key_coverage(level, size).log().to(dtype)
 
     def frame_context(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
         """Each frame's own context token out of diffusers' frame-repeated context.
@@ -158,7 +169,12 @@ class MPIAttention(nn.Module):
         ff_mult: hidden width of the GEGLU feed-forward, in multiples of `dim`.
         max_key_tokens: keys (visual and condition) are average-pooled to at most this many tokens per set,
             which bounds the cost at high resolution; None attends at the full block grid.
+        key_mask: "any" or "coverage", how a pooled condition key is masked (see the module docstring).
+        k_residual: add Phi_M(E(K)) to the residual stream without a gate (True) or only to the queries and
+            keys of the gated attention (False).
     """
+
+    KEY_MASKS = ("any", "coverage")
 
     def __init__(
         self,
@@ -170,6 +186,8 @@ class MPIAttention(nn.Module):
         scale: int,
         ff_mult: int = 2,
         max_key_tokens: int | None = 576,
+        key_mask: str = "coverage",
+        k_residual: bool = True,
     ) -> None:
         super().__init__()
         if dim <= 0 or cond_dim <= 0 or num_heads <= 0 or head_dim <= 0:
@@ -183,13 +201,17 @@ class MPIAttention(nn.Module):
             raise ValueError(f"MPIAttention: ff_mult must be >= 1, got {ff_mult}")
         if max_key_tokens is not None and max_key_tokens < 1:
             raise ValueError(f"MPIAttention: max_key_tokens must be >= 1 or None, got {max_key_tokens}")
+        if key_mask not in self.KEY_MASKS:
+            raise ValueError(f"MPIAttention: key_mask must be one of {self.KEY_MASKS}, got {key_mask!r}")
         self.level = level
         self.scale = scale
+        self.key_mask = key_mask
+        self.k_residual = bool(k_residual)
         self.num_heads = num_heads
         self.max_key_tokens = max_key_tokens
         inner_dim = num_heads * head_dim
 
-        # Phi_M: E(K) -> query modulation; its last layer starts at zero so K is inert at first
+        # Phi_M: E(K) -> a token offset; its last layer starts at zero, so the block is the identity at first
         self.k_proj = nn.Sequential(nn.Linear(FOURIER_DIM, dim), nn.SiLU(), nn.Linear(dim, dim))
         # Phi_A: condition features -> condition tokens
         self.cond_proj = nn.Sequential(nn.Linear(cond_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
@@ -208,7 +230,7 @@ class MPIAttention(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"level={self.level}, scale={self.scale}, heads={self.num_heads}, "
-            f"max_key_tokens={self.max_key_tokens}"
+            f"max_key_tokens={self.max_key_tokens}, key_mask={self.key_mask}, k_residual={self.k_residual}"
         )
 
     def forward(self, hidden_states: torch.Tensor, inputs: MPIInputs) -> torch.Tensor:
@@ -224,6 +246,8 @@ class MPIAttention(nn.Module):
 
         # eq. (4): Q + Phi_M(E(K)); [BT, dim] -> [BT, 1, dim]
         visual = hidden_states + self.k_proj(inputs.k_embedding.to(hidden_states.dtype))[:, None]
+        if self.k_residual:
+            hidden_states = visual
         visual_keys = visual
         if keys_size != (height, width):
             # [BT, h * w, dim] -> [BT, dim, h, w] -> pooled [BT, kh * kw, dim]
@@ -241,8 +265,12 @@ class MPIAttention(nn.Module):
             t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (query, key, value)
         )
         # key mask [1, M]: visual keys always allowed, so no query row is fully masked
-        allowed = inputs.key_mask(self.level, keys_size)
-        mask = torch.cat([torch.ones_like(allowed), allowed], dim=1)
+        if self.key_mask == "coverage":
+            bias = inputs.key_bias(self.level, keys_size, query.dtype)
+            mask = torch.cat([torch.zeros_like(bias), bias], dim=1)
+        else:
+            allowed = inputs.key_mask(self.level, keys_size)
+            mask = torch.cat([torch.ones_like(allowed), allowed], dim=1)
         # [BT, Lk] -> [BT, 1, 1, Lk], broadcast over heads and queries
         attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None, None, :])
         # [BT, heads, L, d] -> [BT, L, heads * d]

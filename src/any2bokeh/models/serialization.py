@@ -77,8 +77,19 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise ValueError(f"{path} ({what}) is not valid JSON: {error}") from error
 
 
+# Options added after models were first saved, with the behaviour those models were trained with.
+LEGACY_OPTIONS = {"key_mask": "any", "k_residual": False}
+
+
 def _options_of(config: dict[str, Any], where: str) -> dict[str, Any]:
-    """The options of a saved config of any version; version 1 kept them beside format and version."""
+    """The options of a saved config of any version; version 1 kept them beside format and version.
+
+    An option the config predates gets the value its model was trained with (`LEGACY_OPTIONS`).
+    """
+    return {**LEGACY_OPTIONS, **_saved_options(config, where)}
+
+
+def _saved_options(config: dict[str, Any], where: str) -> dict[str, Any]:
     config = dict(config)
     if config.pop("format", None) != "any2bokeh":
         raise ValueError(f"{where} is not an any2bokeh config (no 'format': 'any2bokeh')")
