@@ -16,6 +16,7 @@ from any2bokeh.evaluation import missing_test_metrics_notice, training_metrics
 
 from any2bokeh.data.dataset import BATCH_KEYS
 from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
+from any2bokeh.modules.param_groups import check_group_settings, check_optimizer_keywords, parameter_groups
 
 # The data layer defines the batch; the model needs all of it but the subject mask, which serves evaluation.
 REQUIRED_KEYS = tuple(key for key in BATCH_KEYS if key != "subject_mask")
@@ -61,11 +62,13 @@ class BokehModule(LightningModule):
     Args:
         net: an `AnyToBokeh` (UNet `.unet`, VAE with skips `.vae`, optional `.image_encoder`).
         optimizer: a partial optimizer (Hydra `_partial_: true`), finished here with the trainable
-            parameters.
+            parameters in groups (`any2bokeh.modules.param_groups`): "pretrained", "new" and "gates".
         scheduler: an optional partial learning-rate scheduler, finished with the optimizer; stepped
             every optimisation step. None keeps the rate constant, as the paper does.
         metric_weights: weight files of the network-backed test metrics (`any2bokeh.evaluation.training_metrics`);
             with `lpips_backbone`, the test reports RM and LPIPS beside PSNR and SSIM.
+        param_groups: optimizer keywords per group, e.g. {"gates": {"lr": 1e-4, "weight_decay": 0.0}}, that
+            override the optimizer's own for that group; a missing group or keyword keeps the optimizer's.
 
     Gradient checkpointing is the network's own setting (`model.gradient_checkpointing`): it recomputes the
     blocks that run with gradients, so only the trained part pays for it.
@@ -80,6 +83,7 @@ class BokehModule(LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         metric_weights: dict[str, str | None] | None = None,
+        param_groups: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"], logger=False)
@@ -87,6 +91,7 @@ class BokehModule(LightningModule):
             raise TypeError(
                 f"optimizer must be a partial optimizer (Hydra `_partial_: true`), got {type(optimizer).__name__}"
             )
+        self.group_settings = check_group_settings(param_groups)
         self.net = net
         # per-frame PSNR and SSIM averaged over frames, as the paper's evaluation does; more in the test split
         self.metrics = training_metrics(metric_weights)
@@ -198,8 +203,8 @@ class BokehModule(LightningModule):
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        parameters = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.hparams.optimizer(params=parameters)
+        optimizer = self.hparams.optimizer(params=parameter_groups(self.net, self.group_settings))
+        check_optimizer_keywords(optimizer, self.group_settings)
         if self.hparams.scheduler is None:
             return {"optimizer": optimizer}
         scheduler = self.hparams.scheduler(optimizer=optimizer)
