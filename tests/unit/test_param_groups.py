@@ -1,12 +1,18 @@
-"""The optimizer's parameter groups (pretrained, new, gates) of each stage."""
+"""The optimizer's parameter groups (pretrained, new, gates) of each stage, and the logged gate strengths."""
 
+import csv
 from functools import partial
 
 import pytest
 import torch
+import wandb
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from torch.utils.data import DataLoader
 
 from any2bokeh.models import AnyToBokeh
 from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
+from tests.training_batches import batch
 
 OPTIMIZER = partial(torch.optim.AdamW, lr=1e-5, weight_decay=0.01)
 SETTINGS = {"pretrained": {}, "new": {"lr": 2e-4}, "gates": {"lr": 3e-4, "weight_decay": 0.0}}
@@ -25,6 +31,21 @@ def trained_names(stage, net):
     if stage is Stage2TemporalRefinement:
         return {"unet." + name for name, _ in net.unet.temporal_parameters()}
     return {name for name, _ in net.decoder_parameters()}
+
+
+def set_gates(net):
+    """Give every MPI block's gates distinct known values; returns them as (gate_attn, gate_ff) lists."""
+    values = ([], [])
+    with torch.no_grad():
+        for i, block in enumerate(net.unet.mpi_blocks):
+            for gate, start, kept in ((block.gate_attn, 0.3, values[0]), (block.gate_ff, -0.5, values[1])):
+                gate.fill_(start + 0.1 * i)
+                kept.append(start + 0.1 * i)
+    return values
+
+
+def mean_abs_tanh(values):
+    return torch.tensor(values).tanh().abs().mean().item()
 
 
 @pytest.mark.parametrize("stage", EXPECTED, ids=lambda cls: cls.__name__)
@@ -90,3 +111,60 @@ def test_the_scheduler_scales_each_groups_own_rate():
     optimizer.step()
     scheduler.step()
     assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.5e-5, 1e-4, 1.5e-4])
+
+
+def quiet_trainer(tmp_path, logger, **kwargs):
+    return Trainer(
+        logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, accelerator="cpu", limit_val_batches=0, **kwargs,
+    )
+
+
+def test_training_logs_the_mean_gate_strength(tmp_path):
+    net = AnyToBokeh.tiny(seed=0)
+    attn, ff = set_gates(net)
+    # stage 2 keeps the gates frozen, so the values logged at either step are the ones set here
+    module = Stage2TemporalRefinement(net, OPTIMIZER)
+    logger = CSVLogger(tmp_path, name="csv", version=0)
+    trainer = quiet_trainer(tmp_path, logger, max_steps=2, log_every_n_steps=1)
+    trainer.fit(module, DataLoader([batch()] * 2, batch_size=None))
+    metrics = trainer.callback_metrics
+    assert metrics["train/gate_attn"].item() == pytest.approx(mean_abs_tanh(attn))
+    assert metrics["train/gate_ff"].item() == pytest.approx(mean_abs_tanh(ff))
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv") as file:
+        rows = [row for row in csv.DictReader(file) if row["train/gate_attn"]]
+    assert [float(row["train/gate_attn"]) for row in rows] == pytest.approx([mean_abs_tanh(attn)] * 2)
+
+
+class RecordingWandbLogger(WandbLogger):
+    """A WandbLogger that records what it would send instead of starting a run."""
+
+    def __init__(self, save_dir):
+        super().__init__(save_dir=save_dir, offline=True)
+        self.sent = []
+
+    @property
+    def experiment(self):  # the Trainer touches it at setup; no wandb run is started
+        return None
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.sent.append((step, metrics))
+
+
+def test_wandb_gets_per_block_gate_histograms_every_log_interval(tmp_path):
+    net = AnyToBokeh.tiny(seed=0)
+    attn, _ = set_gates(net)
+    logger = RecordingWandbLogger(tmp_path)
+    trainer = quiet_trainer(tmp_path, logger, max_steps=3, log_every_n_steps=2)
+    trainer.fit(Stage2TemporalRefinement(net, OPTIMIZER), DataLoader([batch()] * 3, batch_size=None))
+    histograms = [(step, metrics) for step, metrics in logger.sent if "train/gate_attn_blocks" in metrics]
+    assert [step for step, _ in histograms] == [0, 2]
+    histogram = histograms[0][1]["train/gate_attn_blocks"]
+    assert isinstance(histogram, wandb.Histogram)
+    assert isinstance(histograms[0][1]["train/gate_ff_blocks"], wandb.Histogram)
+    # every block's tanh(gate_attn) is counted once
+    assert sum(histogram.histogram) == len(attn)
+    assert histogram.bins[0] == pytest.approx(min(torch.tensor(attn).tanh().tolist()), abs=1e-6)
