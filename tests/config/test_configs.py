@@ -59,6 +59,38 @@ def test_stage_files_set_the_papers_frames_learning_rates_and_perturbation(tmp_p
         assert cfg.module.optimizer._target_ == "torch.optim.AdamW" and cfg.module.optimizer._partial_
 
 
+# (lr, weight_decay) of the optimizer groups each stage file's module holds: pretrained at the paper's rate,
+# the new modules and the gates at 10x, the gates without weight decay; groups a stage does not train are dropped
+STAGE_GROUPS = {
+    "stage1": {"pretrained": (1e-5, 0.01), "new": (1e-4, 0.01), "gates": (1e-4, 0.0)},
+    "stage2": {"pretrained": (5e-6, 0.01)},
+    "stage3": {"pretrained": (5e-6, 0.01), "new": (5e-5, 0.01)},
+}
+
+
+def optimizer_groups(cfg):
+    module = instantiate(cfg.module, net=AnyToBokeh.tiny(seed=0))
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    return {group["name"]: (group["lr"], group["weight_decay"]) for group in groups}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_GROUPS))
+def test_stage_files_give_new_modules_and_gates_ten_times_the_rate(stage, tmp_path):
+    cfg = compose(tmp_path, f"stage={stage}")
+    lr = cfg.module.optimizer.lr
+    groups = {"pretrained": {}, "new": {"lr": 10 * lr}, "gates": {"lr": 10 * lr, "weight_decay": 0.0}}
+    assert cfg.module.param_groups == groups
+    assert optimizer_groups(cfg) == STAGE_GROUPS[stage]
+    # the paper's runs keep them
+    paper = compose(tmp_path, f"experiment=paper_{stage}")
+    assert paper.module.param_groups == cfg.module.param_groups and paper.module.optimizer == cfg.module.optimizer
+
+
+def test_quickstart_groups_the_tiny_models_parameters(tmp_path):
+    cfg = compose(tmp_path, "experiment=quickstart")
+    assert optimizer_groups(cfg) == {"pretrained": (1e-4, 0.01), "new": (1e-3, 0.01), "gates": (1e-2, 0.0)}
+
+
 @pytest.mark.parametrize("experiment", sorted(PAPER))
 def test_paper_experiments_hold_the_papers_settings(experiment, tmp_path):
     frames, lr = PAPER[experiment]

@@ -11,6 +11,7 @@ from any2bokeh.models import AnyToBokeh
 from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
 from any2bokeh.training import build_net, check_train_config, compose_train_config, train
 from tests.train_configs import CONF, TINY_RUN, tiny_config
+from tests.training_batches import batch
 
 OPTIMIZER = partial(torch.optim.AdamW, lr=1e-3)
 
@@ -18,18 +19,6 @@ OPTIMIZER = partial(torch.optim.AdamW, lr=1e-3)
 @pytest.fixture(scope="module")
 def tiny_net_factory():
     return lambda: AnyToBokeh.tiny(seed=0)
-
-
-def batch(frames=2, size=32, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    shape = (1, frames)
-    return {
-        "aif": torch.rand(*shape, 3, size, size, generator=generator) * 2 - 1,
-        "bokeh": torch.rand(*shape, 3, size, size, generator=generator) * 2 - 1,
-        "disparity": torch.rand(*shape, 1, size, size, generator=generator),
-        "disp_focus": torch.full(shape, 0.5),
-        "k": torch.full(shape, 8.0),
-    }
 
 
 def test_stage1_trains_the_whole_unet_only(tiny_net_factory):

@@ -75,6 +75,8 @@ def test_wandb_offline_run_logs_config_metrics_and_videos(tmp_path, monkeypatch)
     # the offline run's record holds the config, the losses and the metrics until `wandb sync`
     record = next(runs[0].glob("*.wandb")).read_bytes()
     assert b"Stage1GeometryGuided" in record and b"train/loss" in record and b"val/psnr" in record
+    # the gates' strength, and per block as a histogram
+    assert b"train/gate_attn" in record and b"train/gate_attn_blocks" in record
 
 
 def test_wandb_runs_of_one_sweep_share_a_group(tmp_path):

@@ -9,6 +9,7 @@ from typing import Any, Callable, ClassVar
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
@@ -16,6 +17,7 @@ from any2bokeh.evaluation import missing_test_metrics_notice, training_metrics
 
 from any2bokeh.data.dataset import BATCH_KEYS
 from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
+from any2bokeh.modules.param_groups import check_group_settings, check_optimizer_keywords, mpi_gates, parameter_groups
 
 # The data layer defines the batch; the model needs all of it but the subject mask, which serves evaluation.
 REQUIRED_KEYS = tuple(key for key in BATCH_KEYS if key != "subject_mask")
@@ -61,11 +63,16 @@ class BokehModule(LightningModule):
     Args:
         net: an `AnyToBokeh` (UNet `.unet`, VAE with skips `.vae`, optional `.image_encoder`).
         optimizer: a partial optimizer (Hydra `_partial_: true`), finished here with the trainable
-            parameters.
+            parameters in groups (`any2bokeh.modules.param_groups`): "pretrained", "new" and "gates".
         scheduler: an optional partial learning-rate scheduler, finished with the optimizer; stepped
             every optimisation step. None keeps the rate constant, as the paper does.
         metric_weights: weight files of the network-backed test metrics (`any2bokeh.evaluation.training_metrics`);
             with `lpips_backbone`, the test reports RM and LPIPS beside PSNR and SSIM.
+        param_groups: optimizer keywords per group, e.g. {"gates": {"lr": 1e-4, "weight_decay": 0.0}}, that
+            override the optimizer's own for that group; a missing group or keyword keeps the optimizer's.
+
+    Training logs `train/gate_attn` and `train/gate_ff`, the mean |tanh(gate)| of the MPI blocks; with a
+    wandb logger also the per-block values as histograms every `log_every_n_steps`.
 
     Gradient checkpointing is the network's own setting (`model.gradient_checkpointing`): it recomputes the
     blocks that run with gradients, so only the trained part pays for it.
@@ -80,6 +87,7 @@ class BokehModule(LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         metric_weights: dict[str, str | None] | None = None,
+        param_groups: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"], logger=False)
@@ -87,6 +95,8 @@ class BokehModule(LightningModule):
             raise TypeError(
                 f"optimizer must be a partial optimizer (Hydra `_partial_: true`), got {type(optimizer).__name__}"
             )
+        self.group_settings = check_group_settings(param_groups)
+        self._histogram_step = -1
         self.net = net
         # per-frame PSNR and SSIM averaged over frames, as the paper's evaluation does; more in the test split
         self.metrics = training_metrics(metric_weights)
@@ -158,6 +168,7 @@ class BokehModule(LightningModule):
                 "precision=32 to find the first non-finite value."
             )
         self._log_terms("train", output, batch)
+        self._log_gates()
         return output.loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -192,14 +203,36 @@ class BokehModule(LightningModule):
                 batch_size=len(batch["aif"]),
             )
 
+    def _log_gates(self) -> None:
+        """The effective strength of the MPI blocks' gates: mean |tanh(gate)| over the blocks."""
+        # per gate name: tanh of each block's gate, [num_blocks]
+        values = {
+            name: torch.stack([gate.detach().float() for gate in params]).tanh()
+            for name, params in mpi_gates(self.net).items()
+            if params
+        }
+        for name, tanh in values.items():
+            self.log(f"train/{name}", tanh.abs().mean(), on_step=True, on_epoch=False)
+        wandb_loggers = [logger for logger in self.loggers if isinstance(logger, WandbLogger)]
+        step = self.global_step
+        # with gradient accumulation several batches share a step: one histogram per step
+        if not values or not wandb_loggers or step % self.trainer.log_every_n_steps or step == self._histogram_step:
+            return
+        import wandb  # only with a wandb logger, which needs it anyway
+
+        self._histogram_step = step
+        histograms = {f"train/{name}_blocks": wandb.Histogram(tanh.cpu().numpy()) for name, tanh in values.items()}
+        for logger in wandb_loggers:
+            logger.log_metrics(histograms, step=step)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # how to rebuild the network's architecture; `AnyToBokeh.from_checkpoint` reads it (stage chaining)
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.net.config
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        parameters = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.hparams.optimizer(params=parameters)
+        optimizer = self.hparams.optimizer(params=parameter_groups(self.net, self.group_settings))
+        check_optimizer_keywords(optimizer, self.group_settings)
         if self.hparams.scheduler is None:
             return {"optimizer": optimizer}
         scheduler = self.hparams.scheduler(optimizer=optimizer)
