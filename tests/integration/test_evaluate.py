@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from PIL import Image
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from any2bokeh.configs import compose_config
 from any2bokeh.data import TestSetDataset
 from any2bokeh.data.testset import main as export_command
 from any2bokeh.evaluating import evaluate
@@ -40,17 +38,8 @@ def testset(tmp_path_factory) -> Path:
 
 def evaluate_config(tmp_path: Path, *overrides: str):
     """conf/evaluate.yaml as `python evaluate.py ...` composes it, writing under tmp_path."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(
-            config_name="evaluate",
-            overrides=["cpu_threads=1", "trainer.enable_progress_bar=false", *overrides],
-            return_hydra_config=True,
-        )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.paths.log_dir = str(tmp_path)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    overrides = ["cpu_threads=1", "trainer.enable_progress_bar=false", *overrides]
+    return compose_config(ROOT / "conf", "evaluate", overrides, run_dir=tmp_path / "run", log_dir=tmp_path)
 
 
 def run(tmp_path: Path, testset: Path, *overrides: str) -> dict:

@@ -231,8 +231,9 @@ class TestSetDataset(Dataset):
 def _sources_from_config(path: str, data_dir: str | None, height: int, width: int):
     """Foreground and background sources of a data config (conf/data/NAME.yaml), composed as training
     composes it. Only the command line calls this: the data classes themselves receive built sources."""
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
+
+    from any2bokeh.configs import compose_config
 
     file = Path(path).resolve()
     if not file.is_file():
@@ -240,8 +241,7 @@ def _sources_from_config(path: str, data_dir: str | None, height: int, width: in
     if file.parent.name != "data":
         raise ValueError(f"--data-config must be a file of a config folder's data group (conf/data/NAME.yaml), got {path}")
     overrides = [f"+data={file.stem}", f"+paths.data_dir={data_dir or 'data'}", f"data.height={height}", f"data.width={width}"]
-    with initialize_config_dir(config_dir=str(file.parent.parent), version_base="1.3"):
-        data = compose(overrides=overrides).data
+    data = compose_config(file.parent.parent, None, overrides).data
     return instantiate(data.foregrounds), instantiate(data.backgrounds)
 
 

@@ -1,7 +1,7 @@
 """Running a training stage from a Hydra config: `train(cfg)` and its pieces."""
 
 from any2bokeh.training.checks import check_train_config
-from any2bokeh.training.compose import compose_train_config
+from any2bokeh.configs import compose_train_config
 from any2bokeh.training.instantiate import build_net, instantiate_callbacks, instantiate_loggers
 from any2bokeh.training.run import metric_value, train
 
