@@ -293,7 +293,7 @@ def main() -> None:
             from pathlib import Path
 
             sys.path.insert(0, str(Path(__file__).parent))
-            from real_svd import random_real_svd
+            from any2bokeh.models.svd_xt import random_real_svd
 
             torch.cuda.reset_peak_memory_stats()
             model = random_real_svd(device, torch.bfloat16)

@@ -63,7 +63,7 @@ def train_steps(device: str, tiny: bool, height: int, width: int, frames: int, s
         net = AnyToBokeh.tiny(seed=0)
     else:
         sys.path.insert(0, str(Path(__file__).parent))
-        from real_svd import random_real_svd
+        from any2bokeh.models.svd_xt import random_real_svd
 
         net = random_real_svd(device)
     net.enable_gradient_checkpointing()

@@ -15,6 +15,7 @@ from diffusers.models.resnet import AlphaBlender
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from any2bokeh.models import AnyToBokeh, BokehUNet, mpi_regions
+from any2bokeh.models.svd_xt import SVD_VAE
 from any2bokeh.models.tiny import tiny_unet, tiny_vae
 from any2bokeh.models.vae import SkipVAE
 
@@ -199,15 +200,7 @@ def test_temporal_decoder_keeps_samples_apart(skip_vae, with_skips):
 def test_skips_come_from_the_encoder_in_reverse_on_the_real_svd_vae():
     """SVD img2vid-xt's VAE config: each skip conv maps the encoder feature at its up block's resolution."""
     with FakeTensorMode():
-        vae = AutoencoderKLTemporalDecoder(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=768,
-        )
+        vae = AutoencoderKLTemporalDecoder(**SVD_VAE)
         model = SkipVAE(vae)
         images = torch.rand(2 * 2, 3, 64, 96)
         with torch.no_grad():

@@ -227,22 +227,13 @@ def test_real_svd_sizes_under_fake_tensors():
     from torch._subclasses.fake_tensor import FakeTensorMode
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    from any2bokeh.models.svd_xt import SVD_CLIP, SVD_VAE
     from any2bokeh.models.tiny import tiny_feature_extractor
 
     with FakeTensorMode():
         unet = UNetSpatioTemporalConditionModel()
-        vae = AutoencoderKLTemporalDecoder(
-            block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2
-        )
-        clip_config = CLIPVisionConfig(
-            hidden_size=1280,
-            intermediate_size=5120,
-            num_hidden_layers=32,
-            num_attention_heads=16,
-            patch_size=14,
-            image_size=224,
-            projection_dim=1024,
-        )
+        vae = AutoencoderKLTemporalDecoder(**SVD_VAE)
+        clip_config = CLIPVisionConfig(**SVD_CLIP)
         image_encoder = CLIPVisionModelWithProjection(clip_config)
         base = {
             f"{prefix}{name}": parameter.numel()

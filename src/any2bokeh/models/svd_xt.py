@@ -1,9 +1,10 @@
-"""The real SVD img2vid-xt architecture with random weights, for timings and memory without a download.
+"""The real SVD img2vid-xt architecture with random weights: timings, memory and shape checks without a download.
 
 `random_real_svd(device, dtype)` builds AnyToBokeh from the published configs of SVD img2vid-xt (the
 UNet is diffusers' default `UNetSpatioTemporalConditionModel()`; the VAE and the CLIP ViT-H/14 image
-encoder are written out below), with the parameters created directly on `device`. Speed and memory
-do not depend on the weights' values. Used by `benchmarks/predict.py` and `benchmarks/train_step.py`.
+encoder are written out below), with the parameters created directly on `device` (the meta device, or
+under FakeTensorMode, builds nothing). Speed and memory do not depend on the weights' values. Used by
+the benchmarks (`predict.py`, `train_step.py`) and the tests of the real sizes.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import torch
 from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from any2bokeh.models import AnyToBokeh
-from any2bokeh.models.tiny import CLIPImageProcessor
+from .any_to_bokeh import AnyToBokeh
+from .tiny import CLIPImageProcessor
 
 # vae/config.json of stabilityai/stable-video-diffusion-img2vid-xt
 SVD_VAE = dict(
