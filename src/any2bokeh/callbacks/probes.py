@@ -1,0 +1,50 @@
+"""The conditioning probes during training: does the model use d_f, K and the MPI regions yet?"""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+from any2bokeh.evaluating.probes import PROBES, conditioning_probes
+
+
+class ConditioningProbes(Callback):
+    """After each validation, score the first `max_batches` validation batches with every probe.
+
+    Logs `probe/mse_true`, `probe/mse_identity`, `probe/true_over_identity` and, for each altered signal,
+    `probe/<name>`: its latent MSE over the true one's, minus 1 (0: the model ignores that signal). The
+    values are also kept in `history`, one dict per validation, with the global step. Runs on rank 0 only.
+
+    Args:
+        max_batches: validation batches scored (the same ones each time).
+    """
+
+    def __init__(self, max_batches: int = 8) -> None:
+        if max_batches < 1:
+            raise ValueError(f"ConditioningProbes: max_batches must be >= 1, got {max_batches}")
+        self.max_batches = max_batches
+        self.history: list[dict[str, float]] = []
+
+    def _batches(self, trainer: Trainer, module: LightningModule):
+        datamodule = trainer.datamodule
+        for index, batch in enumerate(datamodule.val_dataloader()):
+            if index == self.max_batches:
+                return
+            batch = {key: value.to(module.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+            yield datamodule.on_after_batch_transfer(batch, 0)
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: Trainer, module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        mse = conditioning_probes(module.net, self._batches(trainer, module))
+        values = {
+            "mse_true": mse["true"],
+            "mse_identity": mse["identity"],
+            "true_over_identity": mse["true"] / mse["identity"],
+            **{name: mse[name] / mse["true"] - 1 for name in PROBES if name not in ("true", "identity")},
+        }
+        self.history.append({"step": trainer.global_step, **values})
+        for logger in trainer.loggers:
+            logger.log_metrics({f"probe/{name}": value for name, value in values.items()}, step=trainer.global_step)

@@ -1,0 +1,33 @@
+"""benchmarks/learning.py end to end at toy sizes: it trains, probes, continues with stage 3 and writes its tables."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+from any2bokeh.evaluating.probes import PROBES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_learning_benchmark_writes_its_tables(tmp_path, monkeypatch):
+    out = tmp_path / "learning"
+    overrides = [
+        "trainer.max_steps=2", "trainer.val_check_interval=1", "trainer.limit_val_batches=1",
+        "data.height=32", "data.width=32", "data.val_size=1", "data.test_size=1",
+        "callbacks.conditioning_probes.max_batches=1",
+    ]
+    monkeypatch.setattr(sys, "argv", ["learning.py", *overrides, "model.key_mask=any,coverage",
+                                      "--stage3-steps", "1", "--out", str(out)])
+    runpy.run_path(str(ROOT / "benchmarks" / "learning.py"), run_name="__main__")
+
+    results = json.loads((out / "learning.json").read_text())
+    assert [r["overrides"][-1] for r in results] == ["model.key_mask=any", "model.key_mask=coverage"]
+    for result in results:
+        assert result["steps"] == 2
+        assert set(result["latent_mse"]) == set(PROBES)
+        assert [point["step"] for point in result["curve"]] == [1, 2]
+        assert set(result["pixels"]) == {"psnr", "ssim", "psnr_input", "ssim_input"}
+        assert set(result["gates"]) == {"gate_attn", "gate_ff"}
+    table = (out / "learning.md").read_text()
+    assert table.count("model.key_mask=coverage") == 3  # one result row, two curve rows
