@@ -74,6 +74,7 @@ def run(overrides: list[str], out: Path, stage3_steps: int) -> dict:
         "latent_mse": probes,
         "gates": gate_strengths(net),
         "curve": curves[0] if curves else [],
+        "cpu_threads": cfg.get("cpu_threads"),
     }
     if stage3_steps > 0:
         checkpoint = run_dir / "stage1" / "checkpoints" / "last.ckpt"
@@ -142,7 +143,7 @@ def main() -> None:
         (args.out / "learning.json").write_text(json.dumps(results, indent=2))
         (args.out / "learning.md").write_text(
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads\n\n"
+            f"torch {torch.__version__}, training threads (cpu_threads): {results[0]['cpu_threads']}\n\n"
             f"Held-out test clips after training:\n\n{table(results)}\n\n"
             f"Validation clips during training:\n\n{curve_table(results)}\n"
         )
