@@ -16,7 +16,7 @@ quickstart: setup
 	$(BIN)/python train.py experiment=quickstart
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --numprocesses=auto --maxprocesses=4
 
 clean:
 	rm -rf $(VENV) outputs multirun logs
