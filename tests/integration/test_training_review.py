@@ -51,7 +51,9 @@ def test_stage1_loss_is_the_mse_to_the_eval_mode_vae_latents_of_the_bokeh():
     net.vae.vae.encoder.conv_in.register_forward_pre_hook(
         lambda conv, args: calls.append((conv.training, torch.is_grad_enabled()))
     )
-    net.unet.register_forward_pre_hook(lambda unet, args: samples.append(args[0].detach()))
+    net.unet.register_forward_pre_hook(
+        lambda unet, args, kwargs: samples.append((args[0] if args else kwargs["sample"]).detach()), with_kwargs=True
+    )
     clips = batch(batch_size=2)
     torch.manual_seed(0)
     output = module.model_step(clips)
