@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from any2bokeh.evaluation import functional
-from any2bokeh.modules.param_groups import mpi_gates
+from any2bokeh.modules.base import to_unit_range
+from any2bokeh.modules.param_groups import gate_values
 
 PROBES = ("true", "identity", "wrong_focus", "k_half", "k_double", "one_region", "no_condition")
 
@@ -70,8 +71,7 @@ def pixel_scores(net, batches: Iterable[Mapping[str, Tensor]]) -> dict[str, floa
     clips = 0
     for batch in batches:
         frames = net(batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"]).frames
-        # [-1, 1] -> [0, 1]
-        pred, aif, gt = (((x.float() + 1) / 2).clamp(0, 1) for x in (frames, batch["aif"], batch["bokeh"]))
+        pred, aif, gt = (to_unit_range(x) for x in (frames, batch["aif"], batch["bokeh"]))
         size = len(gt)
         totals["psnr"] += functional.psnr(pred, gt).item() * size
         totals["ssim"] += functional.ssim(pred, gt).item() * size
@@ -85,8 +85,4 @@ def pixel_scores(net, batches: Iterable[Mapping[str, Tensor]]) -> dict[str, floa
 
 def gate_strengths(net) -> dict[str, float]:
     """Mean |tanh(gate)| of the MPI blocks' attention and feed-forward gates (as `train/gate_*` logs them)."""
-    return {
-        name: torch.stack([gate.detach().float() for gate in gates]).tanh().abs().mean().item()
-        for name, gates in mpi_gates(net).items()
-        if gates
-    }
+    return {name: values.abs().mean().item() for name, values in gate_values(net).items()}

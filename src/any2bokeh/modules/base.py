@@ -17,7 +17,7 @@ from any2bokeh.evaluation import missing_test_metrics_notice, training_metrics
 
 from any2bokeh.data.dataset import BATCH_KEYS
 from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
-from any2bokeh.modules.param_groups import check_group_settings, check_optimizer_keywords, mpi_gates, parameter_groups
+from any2bokeh.modules.param_groups import check_group_settings, check_optimizer_keywords, gate_values, parameter_groups
 
 # The data layer defines the batch; the model needs all of it but the subject mask, which serves evaluation.
 REQUIRED_KEYS = tuple(key for key in BATCH_KEYS if key != "subject_mask")
@@ -206,11 +206,7 @@ class BokehModule(LightningModule):
     def _log_gates(self) -> None:
         """The effective strength of the MPI blocks' gates: mean |tanh(gate)| over the blocks."""
         # per gate name: tanh of each block's gate, [num_blocks]
-        values = {
-            name: torch.stack([gate.detach().float() for gate in params]).tanh()
-            for name, params in mpi_gates(self.net).items()
-            if params
-        }
+        values = gate_values(self.net)
         for name, tanh in values.items():
             self.log(f"train/{name}", tanh.abs().mean(), on_step=True, on_epoch=False)
         wandb_loggers = [logger for logger in self.loggers if isinstance(logger, WandbLogger)]

@@ -28,6 +28,18 @@ def mpi_gates(net: nn.Module) -> dict[str, list[nn.Parameter]]:
     return {gate: [getattr(block, gate) for block in blocks] for gate in GATE_NAMES}
 
 
+def gate_values(net: nn.Module) -> dict[str, torch.Tensor]:
+    """tanh of every MPI block's gates, the effective gate strengths: {"gate_attn": [num_blocks], ...}.
+
+    Detached float32 tensors; gate names without blocks are left out.
+    """
+    return {
+        name: torch.stack([gate.detach().float() for gate in gates]).tanh()
+        for name, gates in mpi_gates(net).items()
+        if gates
+    }
+
+
 def check_group_settings(settings: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Per-group optimizer settings as plain dicts ({} for None); an unknown group name raises ValueError."""
     if settings is None:
