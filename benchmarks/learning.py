@@ -44,16 +44,6 @@ def expand(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*choices)]
 
 
-def held_out_batches(datamodule, device: torch.device) -> list[dict]:
-    """The test split's batches, on the device, with their ground truth rendered."""
-    datamodule.setup("test")
-    batches = []
-    for batch in datamodule.test_dataloader():
-        batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
-        batches.append(datamodule.on_after_batch_transfer(batch, 0))
-    return batches
-
-
 def run(overrides: list[str], out: Path, stage3_steps: int) -> dict:
     """Train stage 1 (and stage 3) with `overrides` and probe the result."""
     # a folder name Hydra can take back in an override (init_from=...): no '=', '/' or ','
@@ -64,8 +54,7 @@ def run(overrides: list[str], out: Path, stage3_steps: int) -> dict:
     metrics, objects = train(cfg)
     minutes = (time.perf_counter() - start) / 60
     net = objects["model"].net.eval()
-    batches = held_out_batches(objects["datamodule"], net.device)
-    probes = conditioning_probes(net, batches)
+    probes = conditioning_probes(net, objects["datamodule"].rendered_batches("test", net.device))
     curves = [callback.history for callback in objects["callbacks"] if isinstance(callback, ConditioningProbes)]
     result = {
         "overrides": overrides,
@@ -88,7 +77,7 @@ def run(overrides: list[str], out: Path, stage3_steps: int) -> dict:
         _, objects3 = train(cfg3)
         result["stage3_minutes"] = (time.perf_counter() - start) / 60
         net3 = objects3["model"].net.eval()
-        result["pixels"] = pixel_scores(net3, held_out_batches(objects3["datamodule"], net3.device))
+        result["pixels"] = pixel_scores(net3, objects3["datamodule"].rendered_batches("test", net3.device))
     return result
 
 

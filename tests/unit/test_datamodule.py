@@ -182,6 +182,16 @@ class _Recorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+def test_rendered_batches_outside_a_trainer_are_the_splits_batches_in_order():
+    dm = datamodule(val_size=3)
+    batches = list(dm.rendered_batches("val", "cpu", limit=2))
+    assert len(batches) == 2 and len(list(dm.rendered_batches("val", "cpu"))) == 3
+    expected = [dm.on_after_batch_transfer(batch, 0) for batch in dm.val_dataloader()]
+    for batch, reference in zip(batches, expected):
+        assert tuple(batch) == BATCH_KEYS
+        assert_same(batch, reference)
+
+
 def test_trainer_batches_are_rendered_by_the_hook():
     model, dm = _Recorder(), datamodule(batch_size=2)
     trainer = L.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -26,19 +25,12 @@ class ConditioningProbes(Callback):
         self.max_batches = max_batches
         self.history: list[dict[str, float]] = []
 
-    def _batches(self, trainer: Trainer, module: LightningModule):
-        datamodule = trainer.datamodule
-        for index, batch in enumerate(datamodule.val_dataloader()):
-            if index == self.max_batches:
-                return
-            batch = {key: value.to(module.device) if torch.is_tensor(value) else value for key, value in batch.items()}
-            yield datamodule.on_after_batch_transfer(batch, 0)
-
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: Trainer, module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        mse = conditioning_probes(module.net, self._batches(trainer, module))
+        batches = trainer.datamodule.rendered_batches("val", module.device, limit=self.max_batches)
+        mse = conditioning_probes(module.net, batches)
         values = {
             "mse_true": mse["true"],
             "mse_identity": mse["identity"],

@@ -19,11 +19,12 @@ would then call the module's hook instead of this one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
 from any2bokeh.data.dataset import SyntheticBokehDataset, as_scene_config, as_source, render_batch
@@ -143,6 +144,16 @@ class SyntheticBokehDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def rendered_batches(self, split: str, device: torch.device | str, limit: int | None = None) -> Iterator[dict]:
+        """The split's batches in order, outside a Trainer, as a module sees them: on `device`, ground truth rendered.
+
+        limit: stop after this many batches (None: the whole split).
+        """
+        for index, batch in enumerate(self._loader(split, shuffle=False)):
+            if index == limit:
+                return
+            yield self.on_after_batch_transfer(move_data_to_device(batch, device), 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         """Render the ground truth where the batch now lives (the GPU on GPU machines)."""
