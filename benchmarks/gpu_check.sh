@@ -12,12 +12,16 @@
 #   4. stage-1 training steps on the real SVD architecture (random weights) at 1024x576, bf16-mixed, with
 #      gradient checkpointing: seconds per step and peak memory;
 #   5. inference: the real architecture in bf16 at 576x1024 (seconds per frame, peak memory) and the cost
-#      of the weighted overlap itself.
+#      of the weighted overlap itself;
+#   6. the learning benchmark (benchmarks/learning.py, experiment=learn_cpu) for a fixed time on the GPU, two
+#      learning rates side by side: how many steps the targets need. Tables: $LEARN_OUT/learning-*.md.
 # Without a GPU it stops at once (CPU=1 runs the steps that work on the CPU, at small sizes, to check the script).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 CARD=${CARD:-benchmarks/gpu_card.md}
+LEARN_OUT=${LEARN_OUT:-logs/learning_gpu}
+LEARN_SECONDS=${LEARN_SECONDS:-180}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
 if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -38,6 +42,29 @@ device=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch
 } > "$CARD"
 
 failures=0
+# learn LR GATE_LR SECONDS STAGE3_STEPS [OVERRIDES...]: one learning-benchmark run into $LEARN_OUT/lr-LR,
+# stage 1 stopped after SECONDS (Lightning's max_time), with every group at LR but the gates at GATE_LR
+learn() {
+    local lr=$1 gate_lr=$2 seconds=$3 stage3=$4
+    shift 4
+    "$PYTHON" benchmarks/learning.py "$@" "+trainer.max_time=$(printf '00:00:%02d:%02d' $((seconds / 60)) $((seconds % 60)))" \
+        trainer.max_steps=100000 "module.optimizer.lr=$lr" "module.param_groups.new.lr=$lr" \
+        "module.param_groups.gates.lr=$gate_lr" --stage3-steps "$stage3" --out "$LEARN_OUT/lr-$lr"
+}
+# both runs at once (each is bound by kernel launches, not by the GPU); their tables follow
+learn_both() {
+    learn 3e-4 3e-3 "$@" > "$LEARN_OUT/log-3e-4.txt" 2>&1 &
+    local pid=$!
+    learn 1e-3 1e-2 "$@" > "$LEARN_OUT/log-1e-3.txt" 2>&1
+    local second=$?
+    wait $pid
+    local first=$?
+    for lr in 3e-4 1e-3; do cat "$LEARN_OUT/lr-$lr/learning.md" 2>/dev/null || tail -n 20 "$LEARN_OUT/log-$lr.txt"; done
+    return $(( first || second ))
+}
+export -f learn learn_both
+export PYTHON LEARN_OUT LEARN_SECONDS
+mkdir -p "$LEARN_OUT"
 # step NAME LIMIT_SECONDS COMMAND...: runs the command, appends its status, time and output to the card
 step() {
     local name=$1 limit=$2
@@ -69,12 +96,15 @@ if [ "${CPU:-0}" = 1 ]; then
     step "gpu tests (skipped without CUDA)" 120 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/unit/test_raytrace.py tests/integration/test_pipeline.py
     step "training step (tiny model, CPU)" 600 "$PYTHON" benchmarks/train_step.py --tiny --device cpu --height 64 --width 64 --steps 2
     step "inference (CPU)" 600 "$PYTHON" benchmarks/predict.py --device cpu --sections model,real,overlap --tiny-size 32x48 --frames 10
+    step "learning benchmark (CPU, a few steps)" 300 bash -c 'learn_both 20 2 trainer.val_check_interval=4 data.val_size=2 data.test_size=2'
 else
     step "raytrace CPU vs CUDA and the other gpu tests" 60 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/unit/test_raytrace.py tests/integration/test_pipeline.py
     step "renderers at 1024x576" 60 "$PYTHON" benchmarks/render.py --device cuda --lens-fraction 0.25 --psnr-rows 64
     step "DataModule throughput at 1024x576" 75 "$PYTHON" benchmarks/synthesis.py --device cuda --skip-renderers --throughput-size 576x1024 --workers 4 --clips 8
     step "stage-1 training step, real SVD architecture" 150 "$PYTHON" benchmarks/train_step.py --steps 3
     step "inference, real SVD architecture in bf16" 120 "$PYTHON" benchmarks/predict.py --device cuda --sections real,overlap
+    step "learning benchmark, ${LEARN_SECONDS} s of stage 1 per run" $(( LEARN_SECONDS + 150 )) bash -c \
+        "learn_both $LEARN_SECONDS 200 hardware=gpu trainer.precision=32-true trainer.val_check_interval=250 data.num_workers=3"
 fi
 
 echo "$failures step(s) failed; card: $CARD" >&2
