@@ -254,3 +254,13 @@ def test_real_svd_sizes_under_fake_tensors():
         (256, 128),
     ]
     assert output.frames.shape == (1, 2, 3, 64, 128) and output.latents.shape == (1, 2, 4, 8, 16)
+
+
+def test_random_real_svd_puts_every_tensor_on_the_device():
+    """All of the real architecture is made on the asked device, the temporal blocks' mix factors too."""
+    from any2bokeh.models.svd_xt import random_real_svd
+
+    model = random_real_svd("meta", torch.bfloat16)
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    assert not [name for name, t in tensors.items() if t.device.type != "meta"]
+    assert model.unet.unet.down_blocks[0].resnets[0].time_mixer.mix_factor.dtype == torch.bfloat16

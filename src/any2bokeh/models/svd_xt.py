@@ -51,4 +51,6 @@ def random_real_svd(
         vae = AutoencoderKLTemporalDecoder(**SVD_VAE)
         encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**SVD_CLIP)) if use_image_encoder else None
         model = AnyToBokeh(unet, vae, encoder, CLIPImageProcessor() if use_image_encoder else None)
-    return model if dtype is None else model.to(dtype)
+    # the device context misses tensors made by the legacy `torch.Tensor(...)` constructor (diffusers'
+    # AlphaBlender.mix_factor, in every spatio-temporal block): move them too
+    return model.to(device=device, dtype=dtype)
