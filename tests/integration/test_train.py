@@ -34,6 +34,16 @@ def test_resume_continues_step_count_and_optimizer_state(tmp_path):
     assert {"val/psnr", "val/ssim", "test/psnr", "test/ssim"} <= metrics.keys()
     assert (tmp_path / "resumed" / "csv" / "metrics.csv").is_file()
 
+    # a checkpoint from before the parameter groups: one unnamed group of every trainable parameter
+    old = torch.load(last, map_location="cpu", weights_only=False)
+    for state in old["optimizer_states"]:
+        merged = [index for group in state["param_groups"] for index in group["params"]]
+        state["param_groups"] = [{**state["param_groups"][0], "params": merged}]
+        del state["param_groups"][0]["name"]
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(ValueError, match=r"holds the groups \[\(None, .*init_from="):
+        train(tiny_config(tmp_path / "old", "trainer.max_steps=4", f"ckpt_path={tmp_path / 'old.ckpt'}"))
+
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp(tmp_path):

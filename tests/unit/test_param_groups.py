@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from any2bokeh.models import AnyToBokeh
 from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
+from any2bokeh.modules.param_groups import check_saved_groups, parameter_groups
 from tests.training_batches import batch
 
 OPTIMIZER = partial(torch.optim.AdamW, lr=1e-5, weight_decay=0.01)
@@ -111,6 +112,15 @@ def test_the_scheduler_scales_each_groups_own_rate():
     optimizer.step()
     scheduler.step()
     assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.5e-5, 1e-4, 1.5e-4])
+
+
+def test_a_saved_optimizer_must_hold_this_runs_groups_in_order():
+    groups = parameter_groups(AnyToBokeh.tiny(seed=0), {})
+    saved = [{"name": group["name"], "params": list(range(len(group["params"])))} for group in groups]
+    check_saved_groups([{"param_groups": saved}], groups)
+    for other in (saved[::-1], saved[:-1], [{"params": [i for g in saved for i in g["params"]]}]):
+        with pytest.raises(ValueError, match="init_from="):
+            check_saved_groups([{"param_groups": other}], groups)
 
 
 def quiet_trainer(tmp_path, logger, **kwargs):

@@ -17,7 +17,13 @@ from any2bokeh.evaluation import missing_test_metrics_notice, training_metrics
 
 from any2bokeh.data.dataset import BATCH_KEYS
 from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
-from any2bokeh.modules.param_groups import check_group_settings, check_optimizer_keywords, gate_values, parameter_groups
+from any2bokeh.modules.param_groups import (
+    check_group_settings,
+    check_optimizer_keywords,
+    check_saved_groups,
+    gate_values,
+    parameter_groups,
+)
 
 # The data layer defines the batch; the model needs all of it but the subject mask, which serves evaluation.
 REQUIRED_KEYS = tuple(key for key in BATCH_KEYS if key != "subject_mask")
@@ -224,6 +230,12 @@ class BokehModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # how to rebuild the network's architecture; `AnyToBokeh.from_checkpoint` reads it (stage chaining)
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.net.config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # resuming a fit (ckpt_path): the saved optimizer must hold this run's groups; plain weight loading
+        # (load_from_checkpoint, no trainer) never touches the optimizer state
+        if self._trainer is not None and checkpoint.get("optimizer_states"):
+            check_saved_groups(checkpoint["optimizer_states"], parameter_groups(self.net, self.group_settings))
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:

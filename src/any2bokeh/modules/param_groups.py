@@ -89,3 +89,21 @@ def check_optimizer_keywords(optimizer: torch.optim.Optimizer, settings: Mapping
             f"param_groups: {type(optimizer).__name__} takes no {unknown}; "
             f"its keywords are {sorted(optimizer.defaults)}"
         )
+
+
+def check_saved_groups(optimizer_states: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
+    """Raise ValueError when a checkpoint's optimizer holds other groups than `groups` (`parameter_groups`).
+
+    Checkpoints written before the groups existed hold one unnamed group; torch would refuse them with a
+    bare size mismatch, or, worse, give a group another group's moments when only the order differs.
+    """
+    expected = [(group["name"], len(group["params"])) for group in groups]
+    for state in optimizer_states:
+        saved = [(group.get("name"), len(group["params"])) for group in state["param_groups"]]
+        if saved != expected:
+            raise ValueError(
+                f"the checkpoint's optimizer holds the groups {saved} (name, parameters), this run builds {expected}. "
+                "A checkpoint saved before the parameter groups (or by another stage) cannot be resumed with "
+                "ckpt_path; start a new run from its weights with init_from=<the checkpoint> instead "
+                "(the optimizer state and step count start afresh)."
+            )
