@@ -8,7 +8,8 @@ Each run trains stage 1 with `experiment=learn_cpu` and the given Hydra override
 as `-m` does: every combination is a run), then scores the held-out test clips with
 `any2bokeh.evaluating.probes`: the latent MSE with the true conditioning, with the input copied
 (identity) and with one signal altered (d_f -> 1 - d_f, K x 0.5, K x 2, one MPI region, zeroed MPI
-condition latents). With `--stage3-steps N > 0` it continues with N steps of stage 3 (the decoder with
+condition latents), and beside K x 0.5 and K x 2 their ceiling: the rise a model that followed K exactly would
+show, from the ground truth rendered at K x 0.5 and K x 2 (`k_ceiling`). With `--stage3-steps N > 0` it continues with N steps of stage 3 (the decoder with
 encoder skips) and reports PSNR/SSIM of the rendered frames beside those of the all-in-focus input.
 The table (Markdown) and the figures (JSON) go to `--out`.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 from any2bokeh.callbacks import ConditioningProbes
-from any2bokeh.evaluating.probes import conditioning_probes, gate_strengths, pixel_scores
+from any2bokeh.evaluating.probes import conditioning_probes, gate_strengths, k_ceiling, pixel_scores
 from any2bokeh.training import compose_train_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,13 +55,21 @@ def run(overrides: list[str], out: Path, stage3_steps: int) -> dict:
     metrics, objects = train(cfg)
     minutes = (time.perf_counter() - start) / 60
     net = objects["model"].net.eval()
-    probes = conditioning_probes(net, objects["datamodule"].rendered_batches("test", net.device))
+    datamodule = objects["datamodule"]
+    probes = conditioning_probes(net, datamodule.rendered_batches("test", net.device))
+    # what k_half / k_double could show at most: the ground truth itself rendered at K x 0.5 and K x 2
+    ceilings = {
+        name: k_ceiling(net, datamodule.rendered_batches("test", net.device),
+                        datamodule.rendered_batches("test", net.device, k_scale=scale))
+        for name, scale in (("k_half", 0.5), ("k_double", 2.0))
+    }
     curves = [callback.history for callback in objects["callbacks"] if isinstance(callback, ConditioningProbes)]
     result = {
         "overrides": overrides,
         "steps": int(objects["trainer"].global_step),
         "minutes": minutes,
         "latent_mse": probes,
+        "k_ceiling": ceilings,
         "gates": gate_strengths(net),
         "curve": curves[0] if curves else [],
         "cpu_threads": cfg.get("cpu_threads"),
@@ -85,7 +94,7 @@ def table(results: list[dict]) -> str:
     head = (
         "| run | steps | min | MSE true | MSE identity | true / identity | "
         + " | ".join(f"{name} Δ" for name in DELTAS)
-        + " | gate attn | gate ff | stage 3 PSNR (input) | stage 3 SSIM (input) |"
+        + " | K × ½ / K × 2 ceiling | gate attn | gate ff | stage 3 PSNR (input) | stage 3 SSIM (input) |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -100,6 +109,7 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| {' '.join(r['overrides']) or 'defaults'} | {r['steps']} | {r['minutes']:.1f} | {mse['true']:.6f} | "
             f"{mse['identity']:.6f} | {mse['true'] / mse['identity']:.3f} | {deltas} | "
+            f"{100 * r['k_ceiling']['k_half']:+.1f} % / {100 * r['k_ceiling']['k_double']:+.1f} % | "
             f"{r['gates']['gate_attn']:.4f} | {r['gates']['gate_ff']:.4f} | {stage3} |"
         )
     return "\n".join(lines)

@@ -192,6 +192,20 @@ def test_rendered_batches_outside_a_trainer_are_the_splits_batches_in_order():
         assert_same(batch, reference)
 
 
+def test_rendered_batches_at_another_k_change_only_the_ground_truth():
+    dm = datamodule(val_size=2)
+    base = list(dm.rendered_batches("val", "cpu"))
+    sharp = list(dm.rendered_batches("val", "cpu", k_scale=0.0))
+    double = list(dm.rendered_batches("val", "cpu", k_scale=2.0))
+    for batch, at_zero, at_double in zip(base, sharp, double):
+        for key in BATCH_KEYS:
+            if key != "bokeh":
+                assert torch.equal(batch[key], at_zero[key]) and torch.equal(batch[key], at_double[key]), key
+        # no blur at K = 0: the ground truth is the all-in-focus frame
+        assert (at_zero["bokeh"] - at_zero["aif"]).abs().max() < 1e-3
+        assert (at_double["bokeh"] - batch["bokeh"]).abs().max() > 0.05
+
+
 def test_trainer_batches_are_rendered_by_the_hook():
     model, dm = _Recorder(), datamodule(batch_size=2)
     trainer = L.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from any2bokeh.evaluating.probes import PROBES, conditioning_probes, gate_strengths, pixel_scores
+from any2bokeh.evaluating.probes import PROBES, conditioning_probes, gate_strengths, k_ceiling, pixel_scores
 from any2bokeh.models import AnyToBokeh
 from tests.training_batches import batch
 
@@ -62,3 +62,19 @@ def test_gate_strengths_and_pixel_scores():
     mse = ((aif - gt) ** 2).flatten(2).mean(-1).mean(-1)  # per frame
     assert abs(scores["psnr_input"] - (10 * torch.log10(1 / mse)).mean().item()) < 1e-3
     assert scores["psnr"] != scores["psnr_input"]
+
+
+def test_k_ceiling_moves_the_prediction_by_the_ground_truths_change():
+    model = AnyToBokeh.tiny(seed=0, use_image_encoder=False).eval()
+    clips = batches()
+    assert k_ceiling(model, clips, clips) == 0.0
+    # the "other K" ground truth: a darker bokeh; its latents' change is added to the model's error
+    others = [{**clip, "bokeh": clip["bokeh"] * 0.5 - 0.2} for clip in clips]
+    model_mse = moved_mse = 0.0
+    with torch.no_grad():
+        for clip, other in zip(clips, others):
+            target = model.encode(clip["bokeh"])
+            pred = model.predict_latents(clip["aif"], clip["disparity"], clip["disp_focus"], clip["k"])
+            model_mse += F.mse_loss(pred, target).item()
+            moved_mse += F.mse_loss(pred + model.encode(other["bokeh"]) - target, target).item()
+    assert abs(k_ceiling(model, clips, others) - (moved_mse / model_mse - 1)) < 1e-4

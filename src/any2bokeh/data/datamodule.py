@@ -145,15 +145,22 @@ class SyntheticBokehDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def rendered_batches(self, split: str, device: torch.device | str, limit: int | None = None) -> Iterator[dict]:
+    def rendered_batches(
+        self, split: str, device: torch.device | str, limit: int | None = None, k_scale: float = 1.0
+    ) -> Iterator[dict]:
         """The split's batches in order, outside a Trainer, as a module sees them: on `device`, ground truth rendered.
 
         limit: stop after this many batches (None: the whole split).
+        k_scale: render the ground truth with K times this (the batch's `k` is left as it is): what the bokeh
+            would be if a model read K x k_scale.
         """
         for index, batch in enumerate(self._loader(split, shuffle=False)):
             if index == limit:
                 return
-            yield self.on_after_batch_transfer(move_data_to_device(batch, device), 0)
+            batch = move_data_to_device(batch, device)
+            if k_scale != 1.0:
+                batch = {**batch, "k_raw": batch["k_raw"] * k_scale}
+            yield self.on_after_batch_transfer(batch, 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         """Render the ground truth where the batch now lives (the GPU on GPU machines)."""

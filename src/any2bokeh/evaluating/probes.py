@@ -65,6 +65,27 @@ def conditioning_probes(net, batches: Iterable[Mapping[str, Tensor]]) -> dict[st
 
 
 @torch.no_grad()
+def k_ceiling(net, batches: Iterable[Mapping[str, Tensor]], rescaled: Iterable[Mapping[str, Tensor]]) -> float:
+    """The rise of the model's latent MSE (as a fraction) that a perfect reader of K would show.
+
+    `rescaled` holds the same clips with the ground truth rendered at another K (`rendered_batches(k_scale=...)`).
+    A model that followed K exactly, keeping its other errors, would move its prediction by the change of the
+    ground truth's latents; the ratio of that prediction's MSE to the model's own, minus 1, is what `k_half` or
+    `k_double` of `conditioning_probes` can reach at most. Near 0, the probe cannot see K at this scale.
+    """
+    model = moved = 0.0
+    for batch, other in zip(batches, rescaled, strict=True):
+        target = net.encode(batch["bokeh"]).float()
+        error = net.predict_latents(batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"]).float() - target
+        shift = net.encode(other["bokeh"]).float() - target
+        model += error.square().mean().item() * len(target)
+        moved += (error + shift).square().mean().item() * len(target)
+    if model == 0:
+        raise ValueError("k_ceiling: no batches, or a model without error")
+    return moved / model - 1
+
+
+@torch.no_grad()
 def pixel_scores(net, batches: Iterable[Mapping[str, Tensor]]) -> dict[str, float]:
     """PSNR and SSIM of the model's frames and of the all-in-focus input, both against the ground truth."""
     totals = {"psnr": 0.0, "ssim": 0.0, "psnr_input": 0.0, "ssim_input": 0.0}
