@@ -43,6 +43,11 @@ def test_resume_continues_step_count_and_optimizer_state(tmp_path):
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(ValueError, match=r"holds the groups \[\(None, .*init_from="):
         train(tiny_config(tmp_path / "old", "trainer.max_steps=4", f"ckpt_path={tmp_path / 'old.ckpt'}"))
+    # testing restores no optimizer, so it still takes the old checkpoint's weights
+    results = trainer.test(
+        objects["model"], datamodule=objects["datamodule"], ckpt_path=tmp_path / "old.ckpt", weights_only=False
+    )
+    assert results[0]["test/psnr"] > 0
 
 
 @pytest.mark.slow

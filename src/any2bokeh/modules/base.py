@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
@@ -232,9 +233,10 @@ class BokehModule(LightningModule):
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.net.config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # resuming a fit (ckpt_path): the saved optimizer must hold this run's groups; plain weight loading
-        # (load_from_checkpoint, no trainer) never touches the optimizer state
-        if self._trainer is not None and checkpoint.get("optimizer_states"):
+        # resuming a fit (ckpt_path): the saved optimizer must hold this run's groups; testing a checkpoint and
+        # plain weight loading (load_from_checkpoint, no trainer) never touch the optimizer state
+        fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if fitting and checkpoint.get("optimizer_states"):
             check_saved_groups(checkpoint["optimizer_states"], parameter_groups(self.net, self.group_settings))
 
     # ---------------------------------------------------------------- optimisation
