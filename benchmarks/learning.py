@@ -58,11 +58,12 @@ def run(overrides: list[str], out: Path, stage3_steps: int) -> dict:
     datamodule = objects["datamodule"]
     probes = conditioning_probes(net, datamodule.rendered_batches("test", net.device))
     # what k_half / k_double could show at most: the ground truth itself rendered at K x 0.5 and K x 2
-    ceilings = {
-        name: k_ceiling(net, datamodule.rendered_batches("test", net.device),
-                        datamodule.rendered_batches("test", net.device, k_scale=scale))
-        for name, scale in (("k_half", 0.5), ("k_double", 2.0))
-    }
+    ceilings = k_ceiling(
+        net,
+        datamodule.rendered_batches("test", net.device),
+        {name: datamodule.rendered_batches("test", net.device, k_scale=scale)
+         for name, scale in (("k_half", 0.5), ("k_double", 2.0))},
+    )
     curves = [callback.history for callback in objects["callbacks"] if isinstance(callback, ConditioningProbes)]
     result = {
         "overrides": overrides,

@@ -67,7 +67,7 @@ def test_gate_strengths_and_pixel_scores():
 def test_k_ceiling_moves_the_prediction_by_the_ground_truths_change():
     model = AnyToBokeh.tiny(seed=0, use_image_encoder=False).eval()
     clips = batches()
-    assert k_ceiling(model, clips, clips) == 0.0
+    assert k_ceiling(model, clips, {"same": clips}) == {"same": 0.0}
     # the "other K" ground truth: a darker bokeh; its latents' change is added to the model's error
     others = [{**clip, "bokeh": clip["bokeh"] * 0.5 - 0.2} for clip in clips]
     model_mse = moved_mse = 0.0
@@ -77,4 +77,5 @@ def test_k_ceiling_moves_the_prediction_by_the_ground_truths_change():
             pred = model.predict_latents(clip["aif"], clip["disparity"], clip["disp_focus"], clip["k"])
             model_mse += F.mse_loss(pred, target).item()
             moved_mse += F.mse_loss(pred + model.encode(other["bokeh"]) - target, target).item()
-    assert abs(k_ceiling(model, clips, others) - (moved_mse / model_mse - 1)) < 1e-4
+    ceilings = k_ceiling(model, clips, {"other": others, "same": clips})
+    assert abs(ceilings["other"] - (moved_mse / model_mse - 1)) < 1e-4 and ceilings["same"] == 0.0
