@@ -14,7 +14,7 @@
 #   5. inference: the real architecture in bf16 at 576x1024 (seconds per frame, peak memory) and the cost
 #      of the weighted overlap itself;
 #   6. the learning benchmark (benchmarks/learning.py, experiment=learn_cpu) for a fixed time on the GPU, two
-#      learning rates side by side: how many steps the targets need. Tables: $LEARN_OUT/learning-*.md.
+#      learning rates side by side: how many steps the targets need. Tables: $LEARN_OUT/lr-*/learning.md.
 # Without a GPU it stops at once (CPU=1 runs the steps that work on the CPU, at small sizes, to check the script).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +51,7 @@ learn() {
         trainer.max_steps=100000 "module.optimizer.lr=$lr" "module.param_groups.new.lr=$lr" \
         "module.param_groups.gates.lr=$gate_lr" --stage3-steps "$stage3" --out "$LEARN_OUT/lr-$lr"
 }
-# both runs at once (each is bound by kernel launches, not by the GPU); their tables follow
+# both runs at once (the tiny model gives the GPU little work); their tables follow
 learn_both() {
     learn 3e-4 3e-3 "$@" > "$LEARN_OUT/log-3e-4.txt" 2>&1 &
     local pid=$!

@@ -8,9 +8,10 @@ Each run trains stage 1 with `experiment=learn_cpu` and the given Hydra override
 as `-m` does: every combination is a run), then scores the held-out test clips with
 `any2bokeh.evaluating.probes`: the latent MSE with the true conditioning, with the input copied
 (identity) and with one signal altered (d_f -> 1 - d_f, K x 0.5, K x 2, one MPI region, zeroed MPI
-condition latents), and beside K x 0.5 and K x 2 their ceiling: the rise a model that followed K exactly would
-show, from the ground truth rendered at K x 0.5 and K x 2 (`k_ceiling`). With `--stage3-steps N > 0` it continues with N steps of stage 3 (the decoder with
-encoder skips) and reports PSNR/SSIM of the rendered frames beside those of the all-in-focus input.
+condition latents), and beside K x 0.5 and K x 2 their ceiling: the rise a model that followed K exactly
+would show, from the ground truth rendered at K x 0.5 and K x 2 (`k_ceiling`). With `--stage3-steps N > 0`
+it continues with N steps of stage 3 (the decoder with encoder skips) and reports PSNR/SSIM of the rendered
+frames beside those of the all-in-focus input.
 The table (Markdown) and the figures (JSON) go to `--out`.
 """
 
