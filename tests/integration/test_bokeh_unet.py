@@ -5,6 +5,7 @@ import torch
 from diffusers.models.attention import BasicTransformerBlock
 
 from any2bokeh.models import BokehUNet, MPITransformerBlock, mpi_regions
+from any2bokeh.models.k_gain import KGain, KScaledConvIn
 from any2bokeh.models.tiny import tiny_unet
 
 BATCH, FRAMES, SIZE = 1, 2, 8
@@ -206,3 +207,60 @@ def test_rejects_bad_shapes(bokeh_unet):
             bokeh_call(bokeh_unet, {**call, name: value})
     with pytest.raises(ValueError, match="in_channels=4"):
         BokehUNet(type(tiny_unet())(**{**tiny_unet().config, "in_channels": 4}))
+
+
+# K scales conv_in's V_D features (any2bokeh.models.k_gain)
+
+
+def set_gain(model, bias=None, weight_std=None):
+    last = model.k_gain.mlp[-1]
+    with torch.no_grad():
+        if bias is not None:
+            last.bias.fill_(bias)
+        if weight_std is not None:
+            last.weight.normal_(std=weight_std)
+
+
+def test_a_constant_gain_scales_the_vd_latents(plain_unet):
+    """gamma = c on every channel is the plain UNet fed V_D x (1 + c): the gain acts on V_D alone."""
+    model = BokehUNet(copy.deepcopy(plain_unet), k_residual=False).eval()
+    set_gain(model, bias=0.75)
+    call = make_call()
+    scaled = dict(call, sample=call["sample"].clone())
+    scaled["sample"][:, :, 4:] *= 1.75
+    expected = plain_call(plain_unet, scaled)
+    assert torch.allclose(bokeh_call(model, call), expected, atol=1e-5)
+    assert not torch.allclose(plain_call(plain_unet, call), expected, atol=1e-3)
+
+
+def test_k_has_a_gradient_at_initialisation_and_acts_once_the_gain_moves(plain_unet):
+    model = BokehUNet(copy.deepcopy(plain_unet), k_residual=False)
+    call = make_call(seed=1)
+    output = bokeh_call(model, call, grad=True)
+    output.square().mean().backward()
+    assert model.k_gain.mlp[-1].weight.grad.abs().sum() > 0
+    # at initialisation K changes nothing
+    assert torch.equal(bokeh_call(model, dict(call, k=torch.tensor([4.0]))), bokeh_call(model, call))
+    set_gain(model, weight_std=0.5)
+    with torch.no_grad():
+        model.k_gain.mlp[0].weight.normal_(std=1.0)
+    assert not torch.allclose(bokeh_call(model, dict(call, k=torch.tensor([4.0]))), bokeh_call(model, call), atol=1e-4)
+
+
+def test_outside_a_bokeh_call_conv_in_is_svds(plain_unet):
+    model = BokehUNet(copy.deepcopy(plain_unet))
+    set_gain(model, bias=2.0)
+    assert isinstance(model.unet.conv_in, KScaledConvIn)
+    call = make_call(seed=2)
+    assert torch.allclose(plain_call(model.unet, call), plain_call(plain_unet, call), atol=1e-6)
+
+
+def test_k_gain_is_optional_and_adopts_only_a_plain_conv_in(plain_unet):
+    model = BokehUNet(copy.deepcopy(plain_unet), k_gain=False)
+    assert model.k_gain is None and type(model.unet.conv_in) is torch.nn.Conv2d
+    assert not any(name.startswith("k_gain") for name, _ in model.new_parameters())
+    wrapped = BokehUNet(copy.deepcopy(plain_unet))
+    with pytest.raises(ValueError, match="plain Conv2d"):
+        KScaledConvIn.adopt(wrapped.unet.conv_in, KGain(4), wrapped._state)
+    with pytest.raises(ValueError, match="k_encoding"):
+        BokehUNet(copy.deepcopy(plain_unet), k_encoding="linear")

@@ -54,7 +54,7 @@ def test_from_svd_loads_every_saved_tensor(svd_folder):
     assert loaded == set(model.pretrained_parameter_names())
     assert set(state) == loaded | set(model.new_parameter_names())
     new_roots = {".".join(name.split(".")[:2]) for name in model.new_parameter_names()}
-    assert new_roots == {"unet.cond_embed", "unet.mpi_blocks", "vae.skip_convs"}
+    assert new_roots == {"unet.cond_embed", "unet.mpi_blocks", "unet.k_gain", "vae.skip_convs"}
     assert model.feature_extractor.crop_size == {"height": 32, "width": 32}
     # the config describes the architecture, not the folder it came from
     config = model.config
@@ -270,20 +270,26 @@ def test_version_1_files(tmp_path):
 
 
 def test_models_saved_before_an_option_existed_keep_their_behaviour(tmp_path):
-    """key_mask and k_residual came later: a config without them is the model as it was trained then."""
-    trained = AnyToBokeh.tiny(seed=0, use_image_encoder=False, key_mask="any", k_residual=False)
+    """key_mask, k_residual, k_encoding and k_gain came later: a config without them is the model as trained then."""
+    legacy = {"key_mask": "any", "k_residual": False, "k_encoding": "raw", "k_gain": False}
+    trained = AnyToBokeh.tiny(seed=0, use_image_encoder=False, **legacy)
     open_gates(trained, seed=3)
     folder = trained.save_pretrained(tmp_path / "saved")
     config = json.loads((folder / "any2bokeh_config.json").read_text())
     assert AnyToBokeh.from_pretrained(folder).options == trained.options
-    for key in ("key_mask", "k_residual"):
+    for key in legacy:
         del config["options"][key]
     (folder / "any2bokeh_config.json").write_text(json.dumps(config))
     loaded = AnyToBokeh.from_pretrained(folder)
-    assert (loaded.options.key_mask, loaded.options.k_residual) == ("any", False)
+    assert {key: getattr(loaded.options, key) for key in legacy} == legacy
     assert all(block.key_mask == "any" and not block.k_residual for block in loaded.unet.mpi_blocks)
+    assert loaded.unet.k_gain is None and loaded.unet.k_encoding == "raw"
+    assert all(torch.equal(loaded.state_dict()[name], value) for name, value in trained.state_dict().items())
     # today's defaults are the other choices, so the legacy values did not come from the defaults
-    assert (AnyToBokeh.tiny().options.key_mask, AnyToBokeh.tiny().options.k_residual) == ("coverage", True)
+    defaults = AnyToBokeh.tiny().options
+    assert {key: getattr(defaults, key) for key in legacy} == {
+        "key_mask": "coverage", "k_residual": True, "k_encoding": "log", "k_gain": True
+    }
 
 
 def test_from_checkpoint_errors(tmp_path):

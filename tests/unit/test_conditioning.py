@@ -82,9 +82,9 @@ def test_vd_map_and_image():
         vd_image(torch.rand(2, 3, 4, 4), torch.rand(2))
 
 
-def test_fourier_k_uses_16_log_spaced_frequencies_from_1_to_100():
+def test_fourier_k_raw_uses_16_log_spaced_frequencies_from_1_to_100():
     k = torch.tensor([[0.0, 4.0], [16.0, 32.0]])
-    embedding = fourier_k(k)
+    embedding = fourier_k(k, encoding="raw")
     assert embedding.shape == (2, 2, 32)
     frequencies = [10 ** (2 * i / 15) for i in range(16)]
     assert frequencies[0] == 1.0 and math.isclose(frequencies[-1], 100.0)
@@ -92,3 +92,30 @@ def test_fourier_k_uses_16_log_spaced_frequencies_from_1_to_100():
     assert torch.allclose(embedding[1, 0], expected, atol=1e-4)
     assert torch.equal(embedding[0, 0], torch.cat([torch.zeros(16), torch.ones(16)]))
     assert fourier_k(8.0).shape == (32,)
+
+
+def test_fourier_k_log_encoding_embeds_octaves_of_blur():
+    k = torch.tensor([0.0, 1.0, 3.0, 7.0, 15.0, 127.0])
+    embedding = fourier_k(k)
+    assert torch.equal(embedding, fourier_k(k, encoding="log"))
+    u = torch.log2(1 + k)
+    frequencies = torch.logspace(math.log10(0.25), math.log10(8.0), 16)
+    assert torch.allclose(embedding, torch.cat([(u[:, None] * frequencies).sin(), (u[:, None] * frequencies).cos()], -1), atol=1e-5)
+    # the slowest cosine falls with K over the whole range: the embedding orders K
+    assert (embedding[1:, 16] < embedding[:-1, 16]).all()
+    # K = 0 sits at the origin of the angles, as with the raw encoding
+    assert torch.equal(embedding[0], torch.cat([torch.zeros(16), torch.ones(16)]))
+
+
+def test_fourier_k_log_encoding_keeps_k_and_2k_close_where_raw_does_not():
+    k = torch.linspace(2.0, 8.0, 25)
+
+    def distance_to_double(encoding):
+        return (fourier_k(2 * k, encoding)[:, :4] - fourier_k(k, encoding)[:, :4]).norm(dim=-1)
+
+    # the four slowest components: a smooth, K-independent step under log; at least 1 rad of turn under raw
+    log_step, raw_step = distance_to_double("log"), distance_to_double("raw")
+    assert log_step.max() < 0.6 * raw_step.mean()
+    assert log_step.max() - log_step.min() < 0.5 * (raw_step.max() - raw_step.min())
+    with pytest.raises(ValueError, match="encoding"):
+        fourier_k(k, encoding="linear")

@@ -55,6 +55,8 @@ class AnyToBokehOptions:
         (None: the full block grid); see `MPIAttention`.
     key_mask, k_residual: how pooled condition keys are masked ("coverage" or "any") and whether K's
         embedding joins the residual stream ungated; see `MPIAttention`.
+    k_encoding, k_gain: E(K) ("log" or the authors' "raw") and whether K scales the V_D features of
+        `conv_in`; see `BokehUNet`.
     """
 
     n_planes: int = 4
@@ -69,6 +71,8 @@ class AnyToBokehOptions:
     max_key_tokens: int | None = 576
     key_mask: str = "coverage"
     k_residual: bool = True
+    k_encoding: str = "log"
+    k_gain: bool = True
 
 
 @dataclass
@@ -144,6 +148,8 @@ class AnyToBokeh(SerializationMixin, nn.Module):
             max_key_tokens=self.options.max_key_tokens,
             key_mask=self.options.key_mask,
             k_residual=self.options.k_residual,
+            k_encoding=self.options.k_encoding,
+            k_gain=self.options.k_gain,
         )
         self.vae = SkipVAE(vae, skip_init=self.options.skip_init)
         self.image_encoder = image_encoder

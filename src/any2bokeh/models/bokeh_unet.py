@@ -3,8 +3,9 @@
 The wrapped diffusers `UNetSpatioTemporalConditionModel` keeps every parameter under its original name
 and value, so SVD's pretrained weights load into `bokeh_unet.unet` unchanged. The new modules live beside
 it (`BokehUNet.new_module_prefixes`): a conv that turns the all-in-focus latents into condition features
-(initialised from `conv_in`'s first 4 input channels) and one `MPIAttention` per spatial transformer block.
-With the gates at zero the output equals SVD's.
+(initialised from `conv_in`'s first 4 input channels), one `MPIAttention` per spatial transformer block and
+`k_gain`, the K-dependent gain on `conv_in`'s V_D channels (`KScaledConvIn`). With the gates and the K
+layers' last weights at zero, as they start, the output equals SVD's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from diffusers.models.resnet import AlphaBlender, TemporalResnetBlock
 from diffusers.models.transformers.transformer_temporal import TransformerSpatioTemporalModel
 from torch import nn
 
-from .conditioning import fourier_k
+from .conditioning import K_ENCODINGS, fourier_k
+from .k_gain import KGain, KScaledConvIn
 from .mpi_attention import ContextCheckpoint, MPIAttention, MPIInputs, MPIState, MPITransformerBlock
 
 LATENT_CHANNELS = 4
@@ -55,9 +57,11 @@ class BokehUNet(nn.Module):
         ff_mult: width of the MPI blocks' feed-forward, in multiples of the block width.
         max_key_tokens: cap on the keys per set in MPI attention (None: full block grid); see MPIAttention.
         key_mask, k_residual: how pooled condition keys are masked and how K enters; see MPIAttention.
+        k_encoding: E(K), "log" (octaves of blur) or "raw" (the authors'); see `fourier_k`.
+        k_gain: K scales the V_D features of `conv_in` (see `any2bokeh.models.k_gain`).
     """
 
-    new_module_prefixes: tuple[str, ...] = ("cond_embed", "mpi_blocks")
+    new_module_prefixes: tuple[str, ...] = ("cond_embed", "mpi_blocks", "k_gain")
 
     def __init__(
         self,
@@ -67,6 +71,8 @@ class BokehUNet(nn.Module):
         max_key_tokens: int | None = 576,
         key_mask: str = "coverage",
         k_residual: bool = True,
+        k_encoding: str = "log",
+        k_gain: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(unet, UNetSpatioTemporalConditionModel):
@@ -80,8 +86,11 @@ class BokehUNet(nn.Module):
             )
         if n_planes < 1:
             raise ValueError(f"BokehUNet: n_planes must be >= 1, got {n_planes}")
+        if k_encoding not in K_ENCODINGS:
+            raise ValueError(f"BokehUNet: k_encoding must be one of {K_ENCODINGS}, got {k_encoding!r}")
         self.unet = unet
         self.n_planes = n_planes
+        self.k_encoding = k_encoding
         self._state = MPIState()
 
         conv_in = unet.conv_in
@@ -119,11 +128,18 @@ class BokehUNet(nn.Module):
             self.mpi_block_paths.append(f"unet.{path}")
         if not self.mpi_blocks:
             raise ValueError("BokehUNet: the UNet has no spatial transformer blocks to host MPI attention")
+        self.k_gain = None
+        if k_gain:
+            with torch.device(conv_in.weight.device):
+                self.k_gain = KGain(cond_dim)
+            KScaledConvIn.adopt(conv_in, self.k_gain, self._state)
         # the spatio-temporal transformers that checkpoint the MPI blocks (see `_replay_conditioning`)
         object.__setattr__(self, "_mpi_hosts", list(hosts.values()))
         if conv_in.weight.dtype != self.cond_embed.weight.dtype:
             self.cond_embed.to(dtype=conv_in.weight.dtype)
             self.mpi_blocks.to(dtype=conv_in.weight.dtype)
+            if self.k_gain is not None:
+                self.k_gain.to(dtype=conv_in.weight.dtype)
         if unet.is_gradient_checkpointing:
             self.enable_gradient_checkpointing()
 
@@ -241,7 +257,7 @@ class BokehUNet(nn.Module):
             # mpi_regions: [B, T, H, W] -> [B * T, H, W]
             regions=mpi_regions.flatten(0, 1).to(sample.device),
             # k: [B, T] -> [B * T, 32]
-            k_embedding=fourier_k(k.reshape(batch * frames)),
+            k_embedding=fourier_k(k.reshape(batch * frames), self.k_encoding),
             latent_size=(height, width),
             num_frames=frames,
             per_frame_context=frames > 1 and encoder_hidden_states.shape[1] == frames,

@@ -16,9 +16,11 @@ import torch
 from any2bokeh.data.disparity import MIN_DISP_FOCUS
 
 FOURIER_FREQUENCIES = 16
-FOURIER_MIN_FREQUENCY = 1.0
-FOURIER_MAX_FREQUENCY = 100.0
 FOURIER_DIM = 2 * FOURIER_FREQUENCIES
+#: E(K)'s encodings and their (lowest, highest) frequency: rad per pixel of K ("raw", the authors') or
+#: rad per octave of 1 + K ("log"); see `fourier_k`
+K_FREQUENCIES = {"raw": (1.0, 100.0), "log": (0.25, 8.0)}
+K_ENCODINGS = tuple(K_FREQUENCIES)
 
 
 def _focus_like(disparity: torch.Tensor, disp_focus: torch.Tensor | float, name: str) -> torch.Tensor:
@@ -122,25 +124,33 @@ def mpi_regions(
     return (difference[..., None] > inner).sum(dim=-1)
 
 
-def fourier_k(k: torch.Tensor | float) -> torch.Tensor:
-    """Fourier embedding E(K) of the raw blur strength (eq. 4).
+def fourier_k(k: torch.Tensor | float, encoding: str = "log") -> torch.Tensor:
+    """Fourier embedding E(K) of the blur strength (eq. 4): 16 sines, then 16 cosines.
 
-    16 frequencies spaced log-uniformly from 1 to 100; the sines come first, then the cosines.
+    "raw" is the authors' embedding: angles K * f for 16 frequencies f log-spaced from 1 to 100 rad per
+    pixel. Every frequency turns at least once per 6.3 px of K, so no component is monotonic in K and
+    K and 2K land on unrelated embeddings: a network trained on a few K values can tell them apart, but
+    one trained on a range of K cannot follow K smoothly from it. "log" embeds u = log2(1 + K) (octaves
+    of blur, 0 at K = 0) with frequencies log-spaced from 0.25 to 8 rad per octave: the slowest turns
+    less than half a period between K = 0 and K = 127, so its cosine falls monotonically with K, and
+    doubling K adds about 1 to u at any K, the same step in the embedding for a small or a large K.
 
     Args:
         k: float or tensor [...], K in pixels per unit of disparity.
+        encoding: "raw" or "log" (`K_ENCODINGS`).
     Returns:
         float32 (float64 for a float64 input) [..., 32].
     """
+    if encoding not in K_ENCODINGS:
+        raise ValueError(f"fourier_k: encoding must be one of {K_ENCODINGS}, got {encoding!r}")
     k = torch.as_tensor(k)
     dtype = _compute_dtype(k) if k.is_floating_point() else torch.float32
+    low, high = K_FREQUENCIES[encoding]
     frequencies = torch.logspace(
-        math.log10(FOURIER_MIN_FREQUENCY),
-        math.log10(FOURIER_MAX_FREQUENCY),
-        FOURIER_FREQUENCIES,
-        dtype=dtype,
-        device=k.device,
+        math.log10(low), math.log10(high), FOURIER_FREQUENCIES, dtype=dtype, device=k.device
     )
+    k = k.to(dtype)
+    position = k if encoding == "raw" else torch.log1p(k) / math.log(2.0)
     # [..., 1] * [16] -> [..., 16]
-    angles = k.to(dtype)[..., None] * frequencies
+    angles = position[..., None] * frequencies
     return torch.cat([angles.sin(), angles.cos()], dim=-1)

@@ -281,6 +281,17 @@ class MPIAttention(nn.Module):
         return hidden_states
 
 
+def swap_class(module: nn.Module, cls: type, **references) -> nn.Module:
+    """Give `module` the subclass `cls` in place and hold `references` as plain attributes.
+
+    The references are not registered as submodules, so the module's state dict keeps exactly its names.
+    """
+    module.__class__ = cls
+    for name, value in references.items():
+        object.__setattr__(module, name, value)
+    return module
+
+
 class MPITransformerBlock(BasicTransformerBlock):
     """diffusers' BasicTransformerBlock with MPI attention between self- and cross-attention.
 
@@ -306,11 +317,7 @@ class MPITransformerBlock(BasicTransformerBlock):
                 f"supported, got norm_type={block.norm_type!r}, pos_embed={block.pos_embed}, "
                 f"only_cross_attention={block.only_cross_attention}"
             )
-        block.__class__ = cls
-        # plain attributes: not registered as submodules
-        object.__setattr__(block, "_mpi_attention", mpi)
-        object.__setattr__(block, "_mpi_state", state)
-        return block
+        return swap_class(block, cls, _mpi_attention=mpi, _mpi_state=state)
 
     def forward(
         self,

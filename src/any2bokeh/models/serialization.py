@@ -78,7 +78,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 # Options added after models were first saved, with the behaviour those models were trained with.
-LEGACY_OPTIONS = {"key_mask": "any", "k_residual": False}
+LEGACY_OPTIONS = {"key_mask": "any", "k_residual": False, "k_encoding": "raw", "k_gain": False}
 
 
 def _options_of(config: dict[str, Any], where: str) -> dict[str, Any]:
