@@ -19,11 +19,9 @@ from diffusers.models.resnet import AlphaBlender, TemporalResnetBlock
 from diffusers.models.transformers.transformer_temporal import TransformerSpatioTemporalModel
 from torch import nn
 
-from .conditioning import K_ENCODINGS, fourier_k
+from .conditioning import K_ENCODINGS, LATENT_CHANNELS, fourier_k
 from .k_gain import KGain, KScaledConvIn
 from .mpi_attention import ContextCheckpoint, MPIAttention, MPIInputs, MPIState, MPITransformerBlock
-
-LATENT_CHANNELS = 4
 
 
 def _spatial_blocks(unet: UNetSpatioTemporalConditionModel, n_planes: int):

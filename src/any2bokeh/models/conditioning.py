@@ -15,6 +15,8 @@ import torch
 # d_f = 0 would give the exponent 1 / 0; the floor sends every inner threshold to 0 instead.
 from any2bokeh.data.disparity import MIN_DISP_FOCUS
 
+#: channels of SVD's VAE latents; the UNet takes the all-in-focus and the V_D latents, 2 x 4 channels
+LATENT_CHANNELS = 4
 FOURIER_FREQUENCIES = 16
 FOURIER_DIM = 2 * FOURIER_FREQUENCIES
 #: E(K)'s encodings and their (lowest, highest) frequency: rad per pixel of K ("raw", the authors') or

@@ -16,10 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conditioning import FOURIER_DIM
+from .conditioning import FOURIER_DIM, LATENT_CHANNELS
 from .mpi_attention import MPIState, swap_class
-
-LATENT_CHANNELS = 4
 
 
 class KGain(nn.Module):
