@@ -11,7 +11,8 @@ as `-m` does: every combination is a run), then scores the held-out test clips w
 condition latents), and beside K x 0.5 and K x 2 their ceiling: the rise a model that followed K exactly
 would show, from the ground truth rendered at K x 0.5 and K x 2 (`k_ceiling`). With `--stage3-steps N > 0`
 it continues with N steps of stage 3 (the decoder with encoder skips) and reports PSNR/SSIM of the rendered
-frames beside those of the all-in-focus input.
+frames beside those of the all-in-focus input. `--probe CKPT` skips the training and scores a finished run's
+checkpoint instead (on more test clips, say: `data.test_size=64`).
 The table (Markdown) and the figures (JSON) go to `--out`.
 """
 
@@ -30,6 +31,7 @@ import torch
 from any2bokeh.callbacks import ConditioningProbes
 from any2bokeh.evaluating.probes import conditioning_probes, gate_strengths, k_ceiling, pixel_scores
 from any2bokeh.training import compose_train_config, train
+from any2bokeh.training.run import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 DELTAS = ("wrong_focus", "k_half", "k_double", "one_region", "no_condition")
@@ -46,29 +48,34 @@ def expand(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*choices)]
 
 
-def run(overrides: list[str], out: Path, stage3_steps: int) -> dict:
-    """Train stage 1 (and stage 3) with `overrides` and probe the result."""
+def run(overrides: list[str], out: Path, stage3_steps: int, probe: Path | None = None) -> dict:
+    """Train stage 1 (and stage 3) with `overrides` and probe the result; with `probe`, only score that checkpoint."""
     # a folder name Hydra can take back in an override (init_from=...): no '=', '/' or ','
     name = "_".join(o.translate(str.maketrans("=/,", "---")) for o in overrides) or "default"
     run_dir = out / "runs" / name
-    cfg = compose_train_config(ROOT / "conf", ["experiment=learn_cpu", *overrides], output_dir=run_dir / "stage1")
+    loaded = [f"init_from={probe}", "train=false"] if probe else []
+    cfg = compose_train_config(ROOT / "conf", ["experiment=learn_cpu", *overrides, *loaded], output_dir=run_dir / "stage1")
     start = time.perf_counter()
     metrics, objects = train(cfg)
     minutes = (time.perf_counter() - start) / 60
+    steps = int(objects["trainer"].global_step)
+    if probe:
+        minutes, steps = 0.0, int(torch.load(probe, map_location="cpu", weights_only=False)["global_step"])
     net = objects["model"].net.eval()
     datamodule = objects["datamodule"]
-    probes = conditioning_probes(net, datamodule.rendered_batches("test", net.device))
-    # what k_half / k_double could show at most: the ground truth itself rendered at K x 0.5 and K x 2
-    ceilings = k_ceiling(
-        net,
-        datamodule.rendered_batches("test", net.device),
-        {name: datamodule.rendered_batches("test", net.device, k_scale=scale)
-         for name, scale in (("k_half", 0.5), ("k_double", 2.0))},
-    )
+    with torch_threads(cfg.get("cpu_threads")):
+        probes = conditioning_probes(net, datamodule.rendered_batches("test", net.device))
+        # what k_half / k_double could show at most: the ground truth itself rendered at K x 0.5 and K x 2
+        ceilings = k_ceiling(
+            net,
+            datamodule.rendered_batches("test", net.device),
+            {name: datamodule.rendered_batches("test", net.device, k_scale=scale)
+             for name, scale in (("k_half", 0.5), ("k_double", 2.0))},
+        )
     curves = [callback.history for callback in objects["callbacks"] if isinstance(callback, ConditioningProbes)]
     result = {
         "overrides": overrides,
-        "steps": int(objects["trainer"].global_step),
+        "steps": steps,
         "minutes": minutes,
         "latent_mse": probes,
         "k_ceiling": ceilings,
@@ -77,7 +84,7 @@ def run(overrides: list[str], out: Path, stage3_steps: int) -> dict:
         "cpu_threads": cfg.get("cpu_threads"),
     }
     if stage3_steps > 0:
-        checkpoint = run_dir / "stage1" / "checkpoints" / "last.ckpt"
+        checkpoint = probe or run_dir / "stage1" / "checkpoints" / "last.ckpt"
         cfg3 = compose_train_config(
             ROOT / "conf",
             ["experiment=learn_cpu", *overrides, "stage=stage3", f"init_from={checkpoint}",
@@ -134,12 +141,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides on experiment=learn_cpu; a,b sweeps")
     parser.add_argument("--stage3-steps", type=int, default=100, help="stage-3 steps after stage 1 (0: none)")
+    parser.add_argument(
+        "--probe", type=Path, default=None, metavar="CKPT",
+        help="score this stage-1 checkpoint (a run's last.ckpt) instead of training; the overrides still apply",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "learning", help="output folder")
     args = parser.parse_args()
+    if args.probe is not None and not args.probe.is_file():
+        raise SystemExit(f"learning.py: --probe {args.probe}: no such checkpoint file")
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for overrides in expand(args.overrides):
-        results.append(run(overrides, args.out, args.stage3_steps))
+        results.append(run(overrides, args.out, args.stage3_steps, args.probe))
         # written after every run, so a long sweep keeps what it finished
         (args.out / "learning.json").write_text(json.dumps(results, indent=2))
         (args.out / "learning.md").write_text(

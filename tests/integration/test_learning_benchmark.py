@@ -1,9 +1,12 @@
-"""benchmarks/learning.py end to end at toy sizes: it trains, probes, continues with stage 3 and writes its tables."""
+"""benchmarks/learning.py end to end at toy sizes: it trains, probes, continues with stage 3 and writes its tables;
+`--probe` scores a finished run's checkpoint again."""
 
 import json
 import runpy
 import sys
 from pathlib import Path
+
+import pytest
 
 from any2bokeh.evaluating.probes import PROBES
 
@@ -32,3 +35,20 @@ def test_learning_benchmark_writes_its_tables(tmp_path, monkeypatch):
         assert set(result["k_ceiling"]) == {"k_half", "k_double"}
     table = (out / "learning.md").read_text()
     assert table.count("model.key_mask=coverage") == 3  # one result row, two curve rows
+
+    # --probe: the coverage run's checkpoint scored again without training gives that run's figures
+    checkpoint = next((out / "runs").glob("*coverage/stage1/checkpoints/last.ckpt"))
+    again = tmp_path / "again"
+    monkeypatch.setattr(sys, "argv", ["learning.py", *overrides, "--probe", str(checkpoint),
+                                      "--stage3-steps", "0", "--out", str(again)])
+    runpy.run_path(str(ROOT / "benchmarks" / "learning.py"), run_name="__main__")
+    probed = json.loads((again / "learning.json").read_text())[0]
+    assert probed["steps"] == 2 and probed["curve"] == []
+    assert probed["latent_mse"] == pytest.approx(results[1]["latent_mse"], rel=1e-5)
+    assert probed["gates"] == pytest.approx(results[1]["gates"], rel=1e-6)
+
+
+def test_learning_benchmark_rejects_a_missing_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["learning.py", "--probe", str(tmp_path / "none.ckpt"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no such checkpoint"):
+        runpy.run_path(str(ROOT / "benchmarks" / "learning.py"), run_name="__main__")
