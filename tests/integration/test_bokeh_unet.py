@@ -262,5 +262,9 @@ def test_k_gain_is_optional_and_adopts_only_a_plain_conv_in(plain_unet):
     wrapped = BokehUNet(copy.deepcopy(plain_unet))
     with pytest.raises(ValueError, match="plain Conv2d"):
         KScaledConvIn.adopt(wrapped.unet.conv_in, KGain(4), wrapped._state)
+    # the V_D part is convolved with F.conv2d: grouped or non-zero-padded convolutions would differ from it
+    for odd in (torch.nn.Conv2d(8, 8, 3, padding=1, groups=2), torch.nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect")):
+        with pytest.raises(ValueError, match="groups=.*padding_mode="):
+            KScaledConvIn.adopt(odd, KGain(8), wrapped._state)
     with pytest.raises(ValueError, match="k_encoding"):
         BokehUNet(copy.deepcopy(plain_unet), k_encoding="linear")

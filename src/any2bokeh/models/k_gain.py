@@ -46,10 +46,13 @@ class KScaledConvIn(nn.Conv2d):
 
     @classmethod
     def adopt(cls, conv: nn.Conv2d, gain: KGain, state: MPIState) -> "KScaledConvIn":
-        if type(conv) is not nn.Conv2d or conv.in_channels != 2 * LATENT_CHANNELS or conv.groups != 1:
+        plain = type(conv) is nn.Conv2d and conv.groups == 1 and conv.padding_mode == "zeros"
+        if not plain or conv.in_channels != 2 * LATENT_CHANNELS:
             raise ValueError(
-                f"KScaledConvIn.adopt: expected SVD's conv_in, a plain Conv2d with {2 * LATENT_CHANNELS} input "
-                f"channels, got {type(conv).__name__} with {getattr(conv, 'in_channels', '?')}"
+                f"KScaledConvIn.adopt: expected SVD's conv_in, a plain Conv2d (groups=1, zero padding) with "
+                f"{2 * LATENT_CHANNELS} input channels, got {type(conv).__name__} with "
+                f"{getattr(conv, 'in_channels', '?')} input channels, groups={getattr(conv, 'groups', '?')}, "
+                f"padding_mode={getattr(conv, 'padding_mode', '?')!r}"
             )
         return swap_class(conv, cls, _k_gain=gain, _mpi_state=state)
 
