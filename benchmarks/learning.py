@@ -8,8 +8,8 @@ Each run trains stage 1 with `experiment=learn_cpu` and the given Hydra override
 as `-m` does: every combination is a run), then scores the held-out test clips with
 `any2bokeh.evaluating.probes`: the latent MSE with the true conditioning, with the input copied
 (identity) and with one signal altered (d_f -> 1 - d_f, K x 0.5, K x 2, one MPI region, zeroed MPI
-condition latents), and beside K x 0.5 and K x 2 their ceiling: the rise a model that followed K exactly
-would show, from the ground truth rendered at K x 0.5 and K x 2 (`k_ceiling`). With `--stage3-steps N > 0`
+condition latents), and beside d_f -> 1 - d_f, K x 0.5 and K x 2 their ceiling: the rise a model that followed
+d_f or K exactly would show, from the ground truth rendered at 1 - d_f, K x 0.5 and K x 2 (`ceilings`). With `--stage3-steps N > 0`
 it continues with N steps of stage 3 (the decoder with encoder skips) and reports PSNR/SSIM of the rendered
 frames beside those of the all-in-focus input. `--probe CKPT` skips the training and scores a finished run's
 checkpoint instead (on more test clips, say: `data.test_size=64`).
@@ -29,12 +29,14 @@ from pathlib import Path
 import torch
 
 from any2bokeh.callbacks import ConditioningProbes
-from any2bokeh.evaluating.probes import conditioning_probes, gate_strengths, k_ceiling, pixel_scores
+from any2bokeh.evaluating.probes import conditioning_probes, ceilings, gate_strengths, pixel_scores
 from any2bokeh.training import compose_train_config, train
 from any2bokeh.training.run import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 DELTAS = ("wrong_focus", "k_half", "k_double", "one_region", "no_condition")
+#: the probes with a ceiling, and how `rendered_batches` renders their ground truth
+CEILINGS = {"wrong_focus": {"flip_focus": True}, "k_half": {"k_scale": 0.5}, "k_double": {"k_scale": 2.0}}
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
@@ -65,20 +67,16 @@ def run(overrides: list[str], out: Path, stage3_steps: int, probe: Path | None =
     datamodule = objects["datamodule"]
     with torch_threads(cfg.get("cpu_threads")):
         probes = conditioning_probes(net, datamodule.rendered_batches("test", net.device))
-        # what k_half / k_double could show at most: the ground truth itself rendered at K x 0.5 and K x 2
-        ceilings = k_ceiling(
-            net,
-            datamodule.rendered_batches("test", net.device),
-            {name: datamodule.rendered_batches("test", net.device, k_scale=scale)
-             for name, scale in (("k_half", 0.5), ("k_double", 2.0))},
-        )
+        # what wrong_focus, k_half and k_double could show at most: the ground truth rendered as each alters it
+        altered = {name: datamodule.rendered_batches("test", net.device, **how) for name, how in CEILINGS.items()}
+        rises = ceilings(net, datamodule.rendered_batches("test", net.device), altered)
     curves = [callback.history for callback in objects["callbacks"] if isinstance(callback, ConditioningProbes)]
     result = {
         "overrides": overrides,
         "steps": steps,
         "minutes": minutes,
         "latent_mse": probes,
-        "k_ceiling": ceilings,
+        "ceiling": rises,
         "gates": gate_strengths(net),
         "curve": curves[0] if curves else [],
         "cpu_threads": cfg.get("cpu_threads"),
@@ -103,7 +101,7 @@ def table(results: list[dict]) -> str:
     head = (
         "| run | steps | min | MSE true | MSE identity | true / identity | "
         + " | ".join(f"{name} Δ" for name in DELTAS)
-        + " | K × ½ / K × 2 ceiling | gate attn | gate ff | stage 3 PSNR (input) | stage 3 SSIM (input) |"
+        + " | ceiling d_f / K × ½ / K × 2 | gate attn | gate ff | stage 3 PSNR (input) | stage 3 SSIM (input) |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -115,10 +113,10 @@ def table(results: list[dict]) -> str:
             if pixels
             else "– | –"
         )
+        ceiling = " / ".join(f"{100 * r['ceiling'][name]:+.1f} %" for name in CEILINGS)
         lines.append(
             f"| {' '.join(r['overrides']) or 'defaults'} | {r['steps']} | {r['minutes']:.1f} | {mse['true']:.6f} | "
-            f"{mse['identity']:.6f} | {mse['true'] / mse['identity']:.3f} | {deltas} | "
-            f"{100 * r['k_ceiling']['k_half']:+.1f} % / {100 * r['k_ceiling']['k_double']:+.1f} % | "
+            f"{mse['identity']:.6f} | {mse['true'] / mse['identity']:.3f} | {deltas} | {ceiling} | "
             f"{r['gates']['gate_attn']:.4f} | {r['gates']['gate_ff']:.4f} | {stage3} |"
         )
     return "\n".join(lines)

@@ -32,7 +32,7 @@ def test_learning_benchmark_writes_its_tables(tmp_path, monkeypatch):
         assert [point["step"] for point in result["curve"]] == [1, 2]
         assert set(result["pixels"]) == {"psnr", "ssim", "psnr_input", "ssim_input"}
         assert set(result["gates"]) == {"gate_attn", "gate_ff"}
-        assert set(result["k_ceiling"]) == {"k_half", "k_double"}
+        assert set(result["ceiling"]) == {"wrong_focus", "k_half", "k_double"}
     table = (out / "learning.md").read_text()
     assert table.count("model.key_mask=coverage") == 3  # one result row, two curve rows
 

@@ -9,8 +9,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from any2bokeh.data import SyntheticBokehDataModule
+from any2bokeh.data.datamodule import opposite_focus
 from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 from any2bokeh.data.dataset import BATCH_KEYS, SyntheticBokehDataset
+from any2bokeh.data.scenes import sample_scene
 from any2bokeh.render import raytrace
 
 SIZE = dict(num_frames=3, height=32, width=32)
@@ -204,6 +206,27 @@ def test_rendered_batches_at_another_k_change_only_the_ground_truth():
         # no blur at K = 0: the ground truth is the all-in-focus frame
         assert (at_zero["bokeh"] - at_zero["aif"]).abs().max() < 1e-3
         assert (at_double["bokeh"] - batch["bokeh"]).abs().max() > 0.05
+
+
+def test_opposite_focus_puts_the_renderers_focus_at_one_minus_d_f_in_the_clips_raw_units():
+    for seed in range(4):
+        scene = sample_scene(*sources(), torch.Generator().manual_seed(seed), **SIZE)
+        batch = {name: getattr(scene, name)[None] for name in ("disp_focus", "disp_focus_raw", "k", "k_raw")}
+        d_min, d_max = scene.disp_range.double()
+        expected = d_min + (1 - scene.disp_focus.double()) * (d_max - d_min)
+        assert torch.allclose(opposite_focus(batch)["disp_focus_raw"][0].double(), expected, rtol=1e-4, atol=1e-6)
+    # K = 0 blurs nothing: the focus is kept, and nothing is divided by 0
+    still = {**batch, "k": torch.zeros_like(batch["k"]), "k_raw": torch.zeros_like(batch["k_raw"])}
+    assert torch.equal(opposite_focus(still)["disp_focus_raw"], batch["disp_focus_raw"])
+
+
+def test_rendered_batches_at_the_opposite_focus_change_only_the_ground_truth():
+    dm = datamodule(val_size=2)
+    for batch, flipped in zip(dm.rendered_batches("val", "cpu"), dm.rendered_batches("val", "cpu", flip_focus=True)):
+        for key in BATCH_KEYS:
+            if key != "bokeh":
+                assert torch.equal(batch[key], flipped[key]), key
+        assert (flipped["bokeh"] - batch["bokeh"]).abs().max() > 0.05
 
 
 def test_trainer_batches_are_rendered_by_the_hook():

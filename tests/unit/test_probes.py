@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from any2bokeh.evaluating.probes import PROBES, conditioning_probes, gate_strengths, k_ceiling, pixel_scores
+from any2bokeh.evaluating.probes import PROBES, conditioning_probes, ceilings, gate_strengths, pixel_scores
 from any2bokeh.models import AnyToBokeh
 from tests.training_batches import batch
 
@@ -64,11 +64,11 @@ def test_gate_strengths_and_pixel_scores():
     assert scores["psnr"] != scores["psnr_input"]
 
 
-def test_k_ceiling_moves_the_prediction_by_the_ground_truths_change():
+def test_ceilings_move_the_prediction_by_the_ground_truths_change():
     model = AnyToBokeh.tiny(seed=0, use_image_encoder=False).eval()
     clips = batches()
-    assert k_ceiling(model, clips, {"same": clips}) == {"same": 0.0}
-    # the "other K" ground truth: a darker bokeh; its latents' change is added to the model's error
+    assert ceilings(model, clips, {"same": clips}) == {"same": 0.0}
+    # the ground truth of an altered signal (another K or focus): a darker bokeh; its latents' change is added to the model's error
     others = [{**clip, "bokeh": clip["bokeh"] * 0.5 - 0.2} for clip in clips]
     model_mse = moved_mse = 0.0
     with torch.no_grad():
@@ -77,5 +77,5 @@ def test_k_ceiling_moves_the_prediction_by_the_ground_truths_change():
             pred = model.predict_latents(clip["aif"], clip["disparity"], clip["disp_focus"], clip["k"])
             model_mse += F.mse_loss(pred, target).item()
             moved_mse += F.mse_loss(pred + model.encode(other["bokeh"]) - target, target).item()
-    ceilings = k_ceiling(model, clips, {"other": others, "same": clips})
-    assert abs(ceilings["other"] - (moved_mse / model_mse - 1)) < 1e-4 and ceilings["same"] == 0.0
+    rises = ceilings(model, clips, {"other": others, "same": clips})
+    assert abs(rises["other"] - (moved_mse / model_mse - 1)) < 1e-4 and rises["same"] == 0.0

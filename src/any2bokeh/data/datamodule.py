@@ -146,13 +146,20 @@ class SyntheticBokehDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def rendered_batches(
-        self, split: str, device: torch.device | str, limit: int | None = None, k_scale: float = 1.0
+        self,
+        split: str,
+        device: torch.device | str,
+        limit: int | None = None,
+        k_scale: float = 1.0,
+        flip_focus: bool = False,
     ) -> Iterator[dict]:
         """The split's batches in order, outside a Trainer, as a module sees them: on `device`, ground truth rendered.
 
         limit: stop after this many batches (None: the whole split).
         k_scale: render the ground truth with K times this (the batch's `k` is left as it is): what the bokeh
             would be if a model read K x k_scale.
+        flip_focus: render the ground truth focused at 1 - d_f (the batch's `disp_focus` is left as it is): what
+            the bokeh would be if a model focused where `1 - disp_focus` says.
         """
         for index, batch in enumerate(self._loader(split, shuffle=False)):
             if index == limit:
@@ -160,6 +167,8 @@ class SyntheticBokehDataModule(L.LightningDataModule):
             batch = move_data_to_device(batch, device)
             if k_scale != 1.0:
                 batch = {**batch, "k_raw": batch["k_raw"] * k_scale}
+            if flip_focus:
+                batch = opposite_focus(batch)
             yield self.on_after_batch_transfer(batch, 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
@@ -167,3 +176,15 @@ class SyntheticBokehDataModule(L.LightningDataModule):
         if isinstance(batch, Mapping) and "images" in batch:
             return render_batch(batch, self.renderer, self.samples_per_side, self.render_chunk_frames)
         return batch
+
+
+def opposite_focus(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A sampled (unrendered) batch whose renderer focus is at normalized disparity 1 - d_f instead of d_f.
+
+    The clip's normalized and raw disparities are affine: raw = d_min + d * span, and k_raw = k / span. So
+    moving d_f to 1 - d_f moves the raw focus by (1 - 2 d_f) * span = (1 - 2 d_f) * k / k_raw. Where K is 0
+    nothing is blurred and the focus is kept.
+    """
+    k, k_raw = batch["k"], batch["k_raw"]
+    span = torch.where(k_raw > 0, k / k_raw.clamp(min=1e-12), torch.zeros_like(k))
+    return {**batch, "disp_focus_raw": batch["disp_focus_raw"] + (1 - 2 * batch["disp_focus"]) * span}

@@ -65,28 +65,29 @@ def conditioning_probes(net, batches: Iterable[Mapping[str, Tensor]]) -> dict[st
 
 
 @torch.no_grad()
-def k_ceiling(
-    net, batches: Iterable[Mapping[str, Tensor]], rescaled: Mapping[str, Iterable[Mapping[str, Tensor]]]
+def ceilings(
+    net, batches: Iterable[Mapping[str, Tensor]], altered: Mapping[str, Iterable[Mapping[str, Tensor]]]
 ) -> dict[str, float]:
-    """The rise of the model's latent MSE (as a fraction) that a perfect reader of K would show, per rescaling.
+    """The rise of the model's latent MSE (as a fraction) that a perfect reader of a signal would show, per probe.
 
-    `rescaled` maps a name to the same clips with the ground truth rendered at another K
-    (`rendered_batches(k_scale=...)`). A model that followed K exactly, keeping its other errors, would move its
-    prediction by the change of the ground truth's latents; the ratio of that prediction's MSE to the model's
-    own, minus 1, is what `k_half` or `k_double` of `conditioning_probes` can reach at most. Near 0, the probe
-    cannot see K at this scale. The model runs once per batch for every rescaling.
+    `altered` maps a probe name (`wrong_focus`, `k_half`, ...) to the same clips with the ground truth rendered as
+    that probe alters the signal (`rendered_batches(flip_focus=True)`, `rendered_batches(k_scale=0.5)`). A model
+    that followed the signal exactly, keeping its other errors, would move its prediction by the change of the
+    ground truth's latents; the ratio of that prediction's MSE to the model's own, minus 1, is what the probe of
+    `conditioning_probes` can reach at most. Near 0, the probe cannot see the signal at this scale. The model runs
+    once per batch for all the probes.
     """
     model = 0.0
-    moved = dict.fromkeys(rescaled, 0.0)
-    for batch, *others in zip(batches, *rescaled.values(), strict=True):
+    moved = dict.fromkeys(altered, 0.0)
+    for batch, *others in zip(batches, *altered.values(), strict=True):
         target = net.encode(batch["bokeh"]).float()
         error = net.predict_latents(batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"]).float() - target
         model += error.square().mean().item() * len(target)
-        for name, other in zip(rescaled, others):
+        for name, other in zip(altered, others):
             shift = net.encode(other["bokeh"]).float() - target
             moved[name] += (error + shift).square().mean().item() * len(target)
     if model == 0:
-        raise ValueError("k_ceiling: no batches, or a model without error")
+        raise ValueError("ceilings: no batches, or a model without error")
     return {name: total / model - 1 for name, total in moved.items()}
 
 
