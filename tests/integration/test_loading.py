@@ -1,7 +1,11 @@
 """Loading and saving AnyToBokeh: a tiny SVD in the hub layout, the whole-model round trip, Lightning checkpoints."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,11 +148,30 @@ def test_save_load_round_trip_is_exact(svd_folder, tmp_path):
     with torch.no_grad():
         inputs = clip()
         expected, actual = model(*inputs), loaded(*inputs)
+    # equal tensors at equally aligned addresses run the same kernels: from_svd copies the weights out of the
+    # files' maps (loading._into_own_memory), without which MKL's non-Intel code path rounds them differently
     assert torch.equal(actual.frames, expected.frames) and torch.equal(actual.latents, expected.latents)
 
     # the UNet subfolder stays a plain diffusers folder holding the pretrained-named tensors
     unet = UNetSpatioTemporalConditionModel.from_pretrained(folder, subfolder="unet")
     torch.testing.assert_close(unet.conv_in.weight, model.unet.unet.conv_in.weight, rtol=0, atol=0)
+
+
+def test_from_svd_weights_are_in_memory_of_their_own(svd_folder):
+    model = AnyToBokeh.from_svd(svd_folder)
+    # torch's allocator aligns to 64 bytes; the safetensors maps from_pretrained leaves hold 8-byte offsets
+    misaligned = [name for name, tensor in model.state_dict().items() if tensor.data_ptr() % 64]
+    assert not misaligned, misaligned[:5]
+
+
+@pytest.mark.slow
+def test_round_trip_is_exact_on_mkls_non_intel_code_path():
+    # MKL reads the instruction sets once, at start; SSE4_2 is the path it takes on AMD's CPUs
+    test = f"{Path(__file__)}::test_save_load_round_trip_is_exact"
+    env = {**os.environ, "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", test]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
 
 
 def test_from_pretrained_errors(svd_folder, tmp_path):
@@ -246,6 +269,7 @@ def test_rebuilt_model_computes_what_the_saved_one_did(tmp_path):
     assert all(torch.equal(buffers[name], value) for name, value in rebuilt.named_buffers())
     with torch.no_grad():
         expected, actual = trained(*clip()), rebuilt(*clip())
+    # both hold their weights in memory torch allocated (aligned alike), so the same kernels run on them
     assert torch.equal(actual.frames, expected.frames)
     half = AnyToBokeh.from_checkpoint(path, dtype="bf16", gradient_checkpointing=True)
     assert {p.dtype for p in half.parameters()} == {torch.bfloat16} and half.unet.is_gradient_checkpointing

@@ -82,6 +82,20 @@ def _check_loading_info(source: str, info: dict) -> None:
         raise ValueError(f"weights at {source} do not match the model: {summary}")
 
 
+def _into_own_memory(module: torch.nn.Module) -> torch.nn.Module:
+    """Copy every tensor of `module` into memory of its own, allocated by torch.
+
+    `from_pretrained` leaves the weights as private maps of the safetensors files, at the file's offsets
+    (8-byte aligned, where torch's allocator aligns to 64). MKL's GEMMs take alignment-dependent code paths
+    on some CPUs (AMD's, or MKL_ENABLE_INSTRUCTIONS=SSE4_2 on Intel's), so a mapped model and the same
+    tensors in owned memory round differently. A mapped model would also crash if the file were rewritten.
+    """
+    with torch.no_grad():
+        for tensor in (*module.parameters(), *module.buffers()):
+            tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
+    return module
+
+
 def load_svd_components(
     pretrained: str | os.PathLike,
     *,
@@ -134,7 +148,7 @@ def load_svd_components(
     for subfolder, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
         model, info = load(subfolder, lambda: cls.from_pretrained(source, subfolder=subfolder, **weights))
         _check_loading_info(f"{source}/{subfolder}", info)
-        components[subfolder] = model
+        components[subfolder] = _into_own_memory(model)
     if use_image_encoder:
         # diffusers loads into float32 when no dtype is given; transformers would take the dtype written in
         # the config, float16 where fp16 variants were saved beside the full-precision files, and round to it
@@ -144,7 +158,7 @@ def load_svd_components(
             lambda: CLIPVisionModelWithProjection.from_pretrained(source, subfolder="image_encoder", **clip_weights),
         )
         _check_loading_info(f"{source}/image_encoder", info)
-        components["image_encoder"] = encoder
+        components["image_encoder"] = _into_own_memory(encoder)
         components["feature_extractor"] = load(
             "feature_extractor",
             lambda: CLIPImageProcessor.from_pretrained(source, subfolder="feature_extractor", cache_dir=cache_dir),
