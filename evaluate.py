@@ -7,7 +7,7 @@ section for the test sets, the metrics' weights, resuming and several GPUs.
 import hydra
 from omegaconf import DictConfig
 
-from any2bokeh.evaluating import evaluate
+from any2bokeh.evaluation import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

@@ -6,7 +6,7 @@
 
 Each run trains stage 1 with `experiment=learn_cpu` and the given Hydra overrides (a comma list sweeps,
 as `-m` does: every combination is a run), then scores the held-out test clips with
-`any2bokeh.evaluating.probes`: the latent MSE with the true conditioning, with the input copied
+`any2bokeh.stages.probes`: the latent MSE with the true conditioning, with the input copied
 (identity) and with one signal altered (d_f -> 1 - d_f, K x 0.5, K x 2, one MPI region, zeroed MPI
 condition latents), and beside d_f -> 1 - d_f, K x 0.5 and K x 2 their ceiling: the rise a model that followed
 d_f or K exactly would show, from the ground truth rendered at 1 - d_f, K x 0.5 and K x 2 (`ceilings`). With `--stage3-steps N > 0`
@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from any2bokeh.callbacks import ConditioningProbes
-from any2bokeh.evaluating.probes import conditioning_probes, ceilings, gate_strengths, pixel_scores
+from any2bokeh.stages.probes import ceilings, conditioning_probes, gate_strengths, pixel_scores
 from any2bokeh.training import compose_train_config, train
-from any2bokeh.training.run import torch_threads
+from any2bokeh.utils.threads import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 DELTAS = ("wrong_focus", "k_half", "k_double", "one_region", "no_condition")

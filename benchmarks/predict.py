@@ -29,7 +29,7 @@ import time
 import torch
 
 from any2bokeh.data.layer_scenes import random_layer_scene
-from any2bokeh.render import render_disparity_map, render_layers
+from any2bokeh.optics import render_disparity_map, render_layers
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

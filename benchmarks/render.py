@@ -23,8 +23,8 @@ import time
 import torch
 
 from any2bokeh.data.layer_scenes import random_layer_scene
-from any2bokeh.render import lens_lattice, raytrace, render_layers
-from any2bokeh.render.raytrace import trace_fronto_parallel
+from any2bokeh.optics import lens_lattice, raytrace, render_layers
+from any2bokeh.optics.raytrace import trace_fronto_parallel
 
 
 def _sync(device: torch.device) -> None:

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from any2bokeh.evaluation import InceptionI3d
+from any2bokeh.metrics import InceptionI3d
 
 
 def squeezenet_file(folder: Path, seed: int = 0) -> Path:

@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 from any2bokeh.callbacks import VideoLogger
 from any2bokeh.models import AnyToBokeh
 from any2bokeh.training import check_train_config, compose_train_config, train
-from any2bokeh.training.instantiate import build_net, without_hydra
+from any2bokeh.training.instantiate import build_net
+from any2bokeh.utils.hydra import without_hydra
 from tests.video_files import write_matting_tree
 from tests.train_configs import CONF, ROOT, TINY_RUN, tiny_config
 

@@ -1,10 +1,8 @@
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from PIL import Image
 
 from any2bokeh.data import AssetError, SceneConfig, SyntheticBokehDataModule
 from any2bokeh.data.dataset import BATCH_KEYS, ConcatSource

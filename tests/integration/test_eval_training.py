@@ -5,8 +5,8 @@ import logging
 import pytest
 import torch
 
-from any2bokeh.evaluation import training_metrics
-from any2bokeh.evaluation.video_metrics import TEST_NOTICE
+from any2bokeh.metrics import training_metrics
+from any2bokeh.metrics.video_metrics import TEST_NOTICE
 from any2bokeh.training import train
 from tests.metric_networks import squeezenet_file
 from tests.train_configs import tiny_config

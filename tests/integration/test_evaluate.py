@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from any2bokeh.configs import compose_config
+from any2bokeh.utils.hydra import compose_config
 from any2bokeh.data import TestSetDataset
 from any2bokeh.data.testset import main as export_command
-from any2bokeh.evaluating import evaluate
+from any2bokeh.evaluation import evaluate
 from tests.video_files import write_frame_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,7 +269,7 @@ def test_davis_videos_give_vepi_with_focus_on_the_annotated_object(tmp_path):
 
 
 def test_config_errors_name_the_setting(tmp_path):
-    from any2bokeh.evaluating import evaluation_jobs
+    from any2bokeh.evaluation import evaluation_jobs
 
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluation_jobs(evaluate_config(tmp_path, "synthetic.root=null"))
@@ -285,7 +285,7 @@ def test_config_errors_name_the_setting(tmp_path):
 def test_network_metrics_with_local_weights_and_cached_features(tmp_path):
     import torchvision
 
-    from any2bokeh.evaluation import InceptionI3d
+    from any2bokeh.metrics import InceptionI3d
 
     # random networks saved by the test, loaded through the real local-path code
     torch.manual_seed(0)
@@ -316,7 +316,7 @@ def test_network_metrics_with_local_weights_and_cached_features(tmp_path):
 def test_the_config_composes_with_every_hardware_and_renderer(tmp_path, hardware, renderer):
     from omegaconf import OmegaConf
 
-    from any2bokeh.training.instantiate import without_hydra
+    from any2bokeh.utils.hydra import without_hydra
 
     model_path = ["renderer.path=/models/run.ckpt"] if renderer == "model" else []
     cfg = evaluate_config(tmp_path, f"hardware={hardware}", f"renderer={renderer}", *model_path)

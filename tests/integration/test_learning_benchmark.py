@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from any2bokeh.evaluating.probes import PROBES
+from any2bokeh.stages.probes import PROBES
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ import torch
 
 from any2bokeh.inference.model_renderer import ModelRenderer, model_dtype
 from any2bokeh.inference.overlap import overlap_windows
-from any2bokeh.inference.renderers import ClassicalRenderer, IdentityRenderer, build_renderer
+from any2bokeh.inference.renderers import ClassicalRenderer, IdentityRenderer
 from any2bokeh.inference.resolution import resize
 from any2bokeh.models import AnyToBokeh
 
@@ -91,10 +91,8 @@ def test_bad_inputs_name_the_value_and_frame():
     disparity[1, 0, 2, 2] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf values on frame 1"):
         renderer(frames, disparity, 0.5, 4.0)
-    with pytest.raises(ValueError, match="unknown renderer 'magic'"):
-        build_renderer("magic")
     with pytest.raises(FileNotFoundError, match="model weights not found: '/no/such/model'"):
-        build_renderer("model", path="/no/such/model")
+        ModelRenderer.from_path(path="/no/such/model")
     assert renderer(frames, _clip(3, 8, 8)[1], 0.5, 4.0) is frames
 
 

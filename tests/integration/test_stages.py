@@ -8,7 +8,7 @@ from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
 from any2bokeh.models import AnyToBokeh
-from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
+from any2bokeh.stages import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
 from any2bokeh.training import build_net, check_train_config, compose_train_config, train
 from tests.train_configs import CONF, TINY_RUN, tiny_config
 from tests.training_batches import batch

@@ -12,7 +12,8 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import open_dict, read_write
 
 from any2bokeh.models import AnyToBokeh
-from any2bokeh.training import instantiate_loggers, metric_value, train
+from any2bokeh.training import metric_value, train
+from any2bokeh.utils.hydra import instantiate_loggers
 from tests.train_configs import ROOT, TINY_RUN, tiny_config
 
 

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 from any2bokeh.callbacks import VideoLogger
 from any2bokeh.models import AnyToBokeh
 from any2bokeh.models.tiny import tiny_svd_components
-from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
-from any2bokeh.modules.losses import gradient_texture_loss
+from any2bokeh.stages import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
+from any2bokeh.stages.losses import gradient_texture_loss
 from any2bokeh.training import build_net, train
 from tests.forward_calls import forward_calls
 from tests.train_configs import tiny_config

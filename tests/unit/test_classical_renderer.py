@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from any2bokeh.render import render_disparity_map, render_layers
-from any2bokeh.render.disparity_map import soft_layers
+from any2bokeh.optics import render_disparity_map, render_layers
+from any2bokeh.optics.disparity_map import soft_layers
 
 H, W = 48, 64
 LENS = 21  # lens lattice per side: enough for these radii, quick

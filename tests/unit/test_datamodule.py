@@ -13,7 +13,7 @@ from any2bokeh.data.datamodule import opposite_focus
 from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 from any2bokeh.data.dataset import BATCH_KEYS, SyntheticBokehDataset
 from any2bokeh.data.scenes import sample_scene
-from any2bokeh.render import raytrace
+from any2bokeh.optics import raytrace
 
 SIZE = dict(num_frames=3, height=32, width=32)
 

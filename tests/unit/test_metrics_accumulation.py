@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from any2bokeh.evaluation import FVD, LPIPS, PSNR, RM, SSIM, VEPI, VFID, DisFlow, FlowDifference, functional
+from any2bokeh.metrics import FVD, LPIPS, PSNR, RM, SSIM, VEPI, VFID, DisFlow, FlowDifference, functional
 from tests.metric_networks import one_cpu_thread, random_i3d, squeezenet_file  # noqa: F401 (fixture)
 
 

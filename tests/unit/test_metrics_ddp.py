@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from any2bokeh.evaluation import FVD, PSNR, RM, SSIM, VEPI, DisFlow, FlowDifference
+from any2bokeh.metrics import FVD, PSNR, RM, SSIM, VEPI, DisFlow, FlowDifference
 
 
 def free_port() -> int:

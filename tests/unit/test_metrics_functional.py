@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from any2bokeh.evaluation import DisFlow, functional
+from any2bokeh.metrics import DisFlow, functional
 
 
 def constant_video(values, size=(2, 2)):

@@ -6,10 +6,10 @@ import torchvision
 from torchmetrics.image import LearnedPerceptualImagePatchSimilarity
 from torchvision.models._api import WeightsEnum
 
-from any2bokeh.evaluation import LPIPS, DisFlow, InceptionI3d, RaftFlow, functional, load_i3d, load_raft, no_downloads
-from any2bokeh.evaluation.i3d import TorchScriptI3D
-from any2bokeh.evaluation.lpips import lpips_network
-from any2bokeh.evaluation.weights import DownloadBlockedError
+from any2bokeh.metrics import LPIPS, DisFlow, InceptionI3d, RaftFlow, functional, load_i3d, load_raft, no_downloads
+from any2bokeh.metrics.i3d import TorchScriptI3D
+from any2bokeh.metrics.lpips import lpips_network
+from any2bokeh.metrics.weights import DownloadBlockedError
 from tests.metric_networks import i3d_file, one_cpu_thread, raft_file, random_i3d, squeezenet_file  # noqa: F401
 
 

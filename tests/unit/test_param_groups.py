@@ -11,8 +11,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torch.utils.data import DataLoader
 
 from any2bokeh.models import AnyToBokeh
-from any2bokeh.modules import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
-from any2bokeh.modules.param_groups import check_saved_groups, parameter_groups
+from any2bokeh.stages import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
+from any2bokeh.stages.param_groups import check_saved_groups, parameter_groups
 from tests.training_batches import batch
 
 OPTIMIZER = partial(torch.optim.AdamW, lr=1e-5, weight_decay=0.01)

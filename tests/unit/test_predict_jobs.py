@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from any2bokeh.prediction.jobs import list_jobs, merge_settings, sibling_disparity
-from any2bokeh.prediction.lightning import ShardSampler
+from any2bokeh.utils.sampler import ShardSampler
 
 BASE = {"disparity": None, "depth_model": None, "k": 16, "focus": {"value": None, "point": [0.5, 0.5], "frame": 0}}
 

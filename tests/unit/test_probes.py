@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from any2bokeh.evaluating.probes import PROBES, conditioning_probes, ceilings, gate_strengths, pixel_scores
+from any2bokeh.stages.probes import PROBES, conditioning_probes, ceilings, gate_strengths, pixel_scores
 from any2bokeh.models import AnyToBokeh
 from tests.training_batches import batch
 

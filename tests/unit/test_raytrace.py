@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from any2bokeh.data.layer_scenes import random_layer_scene
-from any2bokeh.render import ALPHA_SKIP, ALPHA_STOP, composite_over, lens_lattice, raytrace
-from any2bokeh.render.raytrace import trace_fronto_parallel
+from any2bokeh.optics import ALPHA_SKIP, ALPHA_STOP, composite_over, lens_lattice, raytrace
+from any2bokeh.optics.raytrace import trace_fronto_parallel
 
 
 def _layers(*layers, height=40, width=48):

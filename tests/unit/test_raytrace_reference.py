@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from any2bokeh.render import raytrace
+from any2bokeh.optics import raytrace
 
 ALPHA_SKIP, ALPHA_STOP = 0.01, 0.99
 

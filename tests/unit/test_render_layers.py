@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from any2bokeh.data.layer_scenes import random_layer_scene
-from any2bokeh.render import raytrace, render_layers
+from any2bokeh.optics import raytrace, render_layers
 
 
 def psnr(a, b):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from any2bokeh.data.scenes import SceneConfig, plane_disparity, sample_scene
-from any2bokeh.render import composite_over
+from any2bokeh.optics import composite_over
 
 
 class BoxForegrounds:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from any2bokeh.modules import gradient_texture_loss, image_gradients
+from any2bokeh.stages import gradient_texture_loss, image_gradients
 
 
 def test_image_gradients_are_forward_differences():

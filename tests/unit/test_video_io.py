@@ -10,7 +10,6 @@ from any2bokeh.io import (
     DEFAULT_FPS,
     MediaError,
     VideoReader,
-    atomic_path,
     float_to_uint8,
     has_audio,
     read_image_array,
@@ -20,6 +19,7 @@ from any2bokeh.io import (
     write_png_frames,
 )
 from any2bokeh.io import video as video_module
+from any2bokeh.utils.atomic import atomic_path
 from tests.video_files import write_corrupt_mp4, write_frame_folder, write_video_with_audio
 from tests.video_files import write_mp4 as write_test_mp4
 

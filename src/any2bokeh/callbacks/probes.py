@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
-from any2bokeh.evaluating.probes import PROBES, conditioning_probes
+from any2bokeh.stages.probes import PROBES, conditioning_probes
 
 
 class ConditioningProbes(Callback):

@@ -27,7 +27,12 @@ import torch
 from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
-from any2bokeh.data.dataset import SyntheticBokehDataset, as_scene_config, as_source, render_batch
+from any2bokeh.data.dataset import (
+    SyntheticBokehDataset,
+    as_scene_config,
+    as_source,
+    render_batch,
+)
 from any2bokeh.data.scenes import SceneConfig
 
 

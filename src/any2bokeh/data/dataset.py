@@ -104,10 +104,10 @@ def _resolve_renderer(renderer: str):
     if renderer not in RENDERERS:
         raise ValueError(f"unknown renderer {renderer!r}; choose one of {RENDERERS}")
     if renderer == "raytrace":
-        from any2bokeh.render.raytrace import raytrace
+        from any2bokeh.optics.raytrace import raytrace
 
         return raytrace
-    from any2bokeh.render.layers import render_layers
+    from any2bokeh.optics.layers import render_layers
 
     return render_layers
 

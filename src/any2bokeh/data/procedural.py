@@ -20,7 +20,14 @@ import torch.nn.functional as F
 from kornia.color import hsv_to_rgb
 
 from any2bokeh.data.assets import BackgroundSource, ForegroundSource
-from any2bokeh.data.seeding import bernoulli, keyed_generator, randint, uniform, uniforms
+from any2bokeh.data.seeding import (
+    bernoulli,
+    keyed_generator,
+    randint,
+    uniform,
+    uniforms,
+)
+
 
 def _random_colours(generator: torch.Generator, count: int, saturation, value) -> torch.Tensor:
     """count colours [count, 3] in [0, 1] from uniform hue and the given (low, high) ranges."""

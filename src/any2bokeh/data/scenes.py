@@ -1,6 +1,6 @@
 """Random layered scenes: moving matted objects on planes over a background plane.
 
-A scene is a stack of planar RGBA layers per frame, the input of `any2bokeh.render`. Every
+A scene is a stack of planar RGBA layers per frame, the input of `any2bokeh.optics`. Every
 random draw comes from one `torch.Generator`, so a scene is a pure function of the generator's
 seed and the sources (which are deterministic).
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from any2bokeh.data.disparity import MIN_DISP_FOCUS, normalize_disparity, subject_focus
 from any2bokeh.data.scene_config import SceneConfig
 from any2bokeh.data.seeding import bernoulli, choice, randint, uniform, uniforms
-from any2bokeh.render.composite import composite_over
+from any2bokeh.optics.composite import composite_over
 
 # A pixel belongs to the front-most layer whose alpha reaches this.
 VISIBLE_ALPHA = 0.5

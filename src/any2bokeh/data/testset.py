@@ -233,7 +233,7 @@ def _sources_from_config(path: str, data_dir: str | None, height: int, width: in
     composes it. Only the command line calls this: the data classes themselves receive built sources."""
     from hydra.utils import instantiate
 
-    from any2bokeh.configs import compose_config
+    from any2bokeh.utils.hydra import compose_config
 
     file = Path(path).resolve()
     if not file.is_file():

@@ -1,43 +1,9 @@
-"""The paper's evaluation metrics (§4.1, Table 1), as torchmetrics and as plain functions (`functional`).
+"""The evaluation protocol of §4 (Tables 1 and 2, Fig. 6): `evaluate(cfg)` and its pieces.
 
-Videos are [B, T, 3, H, W], RGB in [0, 1]. Networks (LPIPS's backbone, RAFT, I3D) load from local
-files only; see `weights`.
+The metrics themselves live in `any2bokeh.metrics`; this package runs a method over the test
+sets, keeps per-video records, and writes the tables and the plot.
 """
 
-from any2bokeh.evaluation import functional
-from any2bokeh.evaluation.flow import DisFlow, RaftFlow, load_raft
-from any2bokeh.evaluation.frechet import FVD, VFID, FrechetClipDistance
-from any2bokeh.evaluation.i3d import InceptionI3d, load_i3d
-from any2bokeh.evaluation.lpips import LPIPS, lpips_network
-from any2bokeh.evaluation.video_metrics import (
-    PSNR,
-    RM,
-    SSIM,
-    VEPI,
-    FlowDifference,
-    missing_test_metrics_notice,
-    training_metrics,
-)
-from any2bokeh.evaluation.weights import no_downloads
+from any2bokeh.evaluation.run import evaluate, evaluation_jobs
 
-__all__ = [
-    "FVD",
-    "LPIPS",
-    "PSNR",
-    "RM",
-    "SSIM",
-    "VEPI",
-    "VFID",
-    "DisFlow",
-    "FlowDifference",
-    "FrechetClipDistance",
-    "InceptionI3d",
-    "RaftFlow",
-    "functional",
-    "load_i3d",
-    "load_raft",
-    "lpips_network",
-    "missing_test_metrics_notice",
-    "no_downloads",
-    "training_metrics",
-]
+__all__ = ["evaluate", "evaluation_jobs"]

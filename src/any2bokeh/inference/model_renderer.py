@@ -26,8 +26,19 @@ import torch
 from torch import Tensor
 
 from any2bokeh.inference.overlap import overlap_windows, weighted_overlap
-from any2bokeh.inference.renderers import Renderer, as_unit_float, like_input, native_radius
-from any2bokeh.inference.resolution import PAPER_AREA, k_pixels, resize, to_native, working_size
+from any2bokeh.inference.renderers import (
+    Renderer,
+    as_unit_float,
+    like_input,
+    native_radius,
+)
+from any2bokeh.inference.resolution import (
+    PAPER_AREA,
+    k_pixels,
+    resize,
+    to_native,
+    working_size,
+)
 
 
 def load_model(path: str | os.PathLike):

@@ -3,7 +3,7 @@
 `predict.py` renders with one of these, and an evaluation compares them as its "methods":
 
 - `IdentityRenderer`: returns the input (the all-in-focus baseline);
-- `ClassicalRenderer`: the weightless thin-lens renderer of a disparity map (`any2bokeh.render`);
+- `ClassicalRenderer`: the weightless thin-lens renderer of a disparity map (`any2bokeh.optics`);
 - `ModelRenderer` (`model_renderer.py`): the one-step Any-to-Bokeh model (§3) with weighted overlap
   inference (§3.5).
 
@@ -20,7 +20,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from any2bokeh.inference.resolution import PAPER_AREA, k_pixels, resize, to_native, working_size
+from any2bokeh.inference.resolution import (
+    PAPER_AREA,
+    k_pixels,
+    resize,
+    to_native,
+    working_size,
+)
 
 # range checks admit resampling overshoot
 TOLERANCE = 1e-3
@@ -146,7 +152,7 @@ class ClassicalRenderer(Renderer):
         chunk_frames: frames rendered at once.
         sharp_radius, fade: the native-detail weight (`resolution.detail_weight`).
         device: where it renders (None: the frames' device).
-        options: keywords of `any2bokeh.render.render_disparity_map` (e.g. gamma).
+        options: keywords of `any2bokeh.optics.render_disparity_map` (e.g. gamma).
     """
 
     name = "classical"
@@ -180,7 +186,7 @@ class ClassicalRenderer(Renderer):
 
     def render_working(self, frames: Tensor, disparity: Tensor, disp_focus: Tensor, k_px: Tensor) -> Tensor:
         """[N, 3, h, w] float frames, [N, 1, h, w] disparity, d_f [N], K [N] in pixels of this size -> [N, 3, h, w]."""
-        from any2bokeh.render import render_disparity_map
+        from any2bokeh.optics import render_disparity_map
 
         return render_disparity_map(frames, disparity, k_px, disp_focus, **self.options)
 
@@ -213,25 +219,12 @@ def native_radius(disparity: Tensor, disp_focus: Tensor, k: Tensor, size: tuple[
     return k_pixels(k, size[1]).view(-1, 1, 1, 1) * (disparity - disp_focus.view(-1, 1, 1, 1)).abs()
 
 
-def build_renderer(name: str, **options: Any) -> Renderer:
-    """A renderer by name: identity, classical or model (model needs path=...)."""
-    if name == "identity":
-        return IdentityRenderer(**options)
-    if name == "classical":
-        return ClassicalRenderer(**options)
-    if name == "model":
-        from any2bokeh.inference.model_renderer import ModelRenderer
-
-        return ModelRenderer.from_path(**options)
-    raise ValueError(f"unknown renderer {name!r}: choose identity, classical or model")
-
 
 __all__ = [
     "ClassicalRenderer",
     "IdentityRenderer",
     "Renderer",
     "as_unit_float",
-    "build_renderer",
     "check_render_inputs",
     "like_input",
     "native_radius",

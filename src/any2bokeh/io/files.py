@@ -1,4 +1,4 @@
-"""Files and images: listing frame folders, reading images, writing atomically.
+"""Files and images: listing frame folders, reading images, writing PNG frames (atomically).
 
 Anything wrong with a file on disk raises ``MediaError`` naming the path. See ``any2bokeh.io.video``
 for the frame contracts.
@@ -6,16 +6,15 @@ for the frame contracts.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from any2bokeh.utils.atomic import atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -107,36 +106,6 @@ def read_image(path: Path, mode: str, max_size: int | None = None) -> torch.Tens
 
 
 # ---- writing ----
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` (file or folder) to write; rename it onto ``path`` when
-    the block succeeds, remove it when the block fails. The rename is atomic for files; a folder that
-    already exists is first moved aside, then deleted."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    _remove(temporary)
-    try:
-        yield temporary
-    except BaseException:
-        _remove(temporary)
-        raise
-    if temporary.is_dir() and path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-        os.replace(temporary, path)
-        _remove(old)
-    else:
-        os.replace(temporary, path)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
 
 
 def check_frames(frames) -> np.ndarray:

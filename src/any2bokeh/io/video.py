@@ -26,7 +26,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .files import IMAGE_EXTENSIONS, MediaError, atomic_path, check_frames, list_frames, read_image_array
+from any2bokeh.utils.atomic import atomic_path
+
+from .files import (
+    IMAGE_EXTENSIONS,
+    MediaError,
+    check_frames,
+    list_frames,
+    read_image_array,
+)
 
 # Frame folders and single images carry no frame rate.
 DEFAULT_FPS = 24.0

@@ -34,7 +34,6 @@ from .conditioning import mpi_regions, vd_image
 from .inputs import normalize_inputs
 from .loading import SVD_XT, load_svd_components
 from .serialization import SerializationMixin
-from .temporal_conv import adopt_temporal_convs
 from .tiny import CLIPImageProcessor, tiny_svd_components
 from .vae import SkipVAE
 
@@ -142,9 +141,6 @@ class AnyToBokeh(SerializationMixin, nn.Module):
             "vae": ["vae.vae." + key for key in vae.state_dict()],
             "image_encoder": ["image_encoder." + key for key in image_encoder.state_dict()] if image_encoder else [],
         }
-        # exact, and right where oneDNN's bf16 Conv3d gradient is not (temporal_conv.py)
-        adopt_temporal_convs(unet)
-        adopt_temporal_convs(vae)
         self.unet = BokehUNet(
             unet,
             n_planes=self.options.n_planes,

@@ -16,12 +16,21 @@ import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.models.attention import TemporalBasicTransformerBlock
 from diffusers.models.resnet import AlphaBlender, TemporalResnetBlock
-from diffusers.models.transformers.transformer_temporal import TransformerSpatioTemporalModel
+from diffusers.models.transformers.transformer_temporal import (
+    TransformerSpatioTemporalModel,
+)
 from torch import nn
 
 from .conditioning import K_ENCODINGS, LATENT_CHANNELS, fourier_k
 from .k_gain import KGain, KScaledConvIn
-from .mpi_attention import ContextCheckpoint, MPIAttention, MPIInputs, MPIState, MPITransformerBlock
+from .mpi_attention import (
+    ContextCheckpoint,
+    MPIAttention,
+    MPIInputs,
+    MPIState,
+    MPITransformerBlock,
+)
+from .temporal_conv import adopt_temporal_convs
 
 
 def _spatial_blocks(unet: UNetSpatioTemporalConditionModel, n_planes: int):
@@ -86,6 +95,8 @@ class BokehUNet(nn.Module):
             raise ValueError(f"BokehUNet: n_planes must be >= 1, got {n_planes}")
         if k_encoding not in K_ENCODINGS:
             raise ValueError(f"BokehUNet: k_encoding must be one of {K_ENCODINGS}, got {k_encoding!r}")
+        # the temporal ResNet blocks' convs: exact, and right where oneDNN's bf16 Conv3d is not
+        adopt_temporal_convs(unet)
         self.unet = unet
         self.n_planes = n_planes
         self.k_encoding = k_encoding

@@ -38,7 +38,11 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention import BasicTransformerBlock, FeedForward, _chunked_feed_forward
+from diffusers.models.attention import (
+    BasicTransformerBlock,
+    FeedForward,
+    _chunked_feed_forward,
+)
 from torch import nn
 
 from .conditioning import FOURIER_DIM

@@ -13,7 +13,11 @@ import os
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+from diffusers import (
+    AutoencoderKLTemporalDecoder,
+    EulerDiscreteScheduler,
+    UNetSpatioTemporalConditionModel,
+)
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 try:  # transformers >= 5 splits the PIL backend out; the plain name needs torchvision there.

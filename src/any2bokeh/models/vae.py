@@ -22,6 +22,8 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .temporal_conv import adopt_temporal_convs
+
 
 @dataclass
 class SkipVAEEncoding:
@@ -56,6 +58,8 @@ class SkipVAE(nn.Module):
         n_down, n_up = len(vae.encoder.down_blocks), len(vae.decoder.up_blocks)
         if n_down != n_up:
             raise ValueError(f"SkipVAE needs as many encoder down blocks as decoder up blocks, got {n_down} and {n_up}")
+        # the decoder's temporal convs: exact, and right where oneDNN's bf16 Conv3d is not
+        adopt_temporal_convs(vae)
         self.vae = vae
         self.skip_init = float(skip_init)
         self.gradient_checkpointing = False

@@ -20,9 +20,14 @@ DEMO_FRAMES, DEMO_HEIGHT, DEMO_WIDTH, DEMO_FPS = 24, 256, 448, 12
 
 def write_demo_clip(folder: str | Path, seed: int = 0) -> tuple[Path, list[float]]:
     """Write demo.mp4 and demo.disparity.npy into `folder` (once); returns the mp4 and a focus point [x, y]."""
-    from any2bokeh.data import ProceduralBackgrounds, ProceduralForegrounds, SceneConfig, SyntheticBokehDataset
+    from any2bokeh.data import (
+        ProceduralBackgrounds,
+        ProceduralForegrounds,
+        SceneConfig,
+        SyntheticBokehDataset,
+    )
     from any2bokeh.io import write_mp4
-    from any2bokeh.prediction.writer import write_json
+    from any2bokeh.utils.atomic import write_json
 
     folder = Path(folder)
     video, disparity_path, point_path = (

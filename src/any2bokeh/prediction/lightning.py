@@ -17,10 +17,11 @@ import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from any2bokeh.prediction.jobs import VideoJob
 from any2bokeh.prediction.video import FailedVideo, RenderedVideo, render_job
+from any2bokeh.utils.sampler import ShardSampler
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +37,6 @@ class VideoJobs(Dataset):
 
     def __getitem__(self, index: int) -> VideoJob:
         return self.jobs[index]
-
-
-class ShardSampler(Sampler[int]):
-    """Indices rank, rank + world_size, ... of `size`: every index goes to exactly one process, none twice."""
-
-    def __init__(self, size: int, rank: int = 0, world_size: int = 1) -> None:
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        self.size, self.rank, self.world_size = size, rank, world_size
-
-    def __iter__(self):
-        return iter(range(self.rank, self.size, self.world_size))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.size, self.world_size))
 
 
 def _single(items: list[VideoJob]) -> VideoJob:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from any2bokeh.prediction.jobs import FOCUS_KEYS, VideoJob, list_jobs
 from any2bokeh.prediction.writer import VideoWriter, is_done, read_log
-from any2bokeh.training.run import torch_threads
+from any2bokeh.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from typing import Any
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from any2bokeh.prediction.video import FailedVideo, RenderedVideo
+from any2bokeh.utils.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,6 @@ def is_done(output_dir: str | os.PathLike, name: str) -> bool:
     """A finished video: its sidecar, written after its mp4, exists beside it."""
     video, sidecar = output_paths(output_dir, name)
     return video.is_file() and sidecar.is_file()
-
-
-def write_json(path: Path, content: dict[str, Any]) -> Path:
-    """Write JSON under a temporary name, then rename it onto `path`."""
-    from any2bokeh.io import atomic_path
-
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(content, indent=2) + "\n")
-    return path
 
 
 def append_log(output_dir: str | os.PathLike, entry: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from any2bokeh.modules import BokehModule
+from any2bokeh.stages import BokehModule
 
 REQUIRED_KEYS = ("module", "model", "data", "trainer")
 

@@ -7,13 +7,13 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import Logger, WandbLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+from any2bokeh.utils.hydra import without_hydra
 
 log = logging.getLogger(__name__)
 
@@ -59,36 +59,6 @@ def build_net(model_cfg: DictConfig, init_from: str | None = None) -> nn.Module:
     raise ValueError(f"init_from={init_from!r} is neither a .ckpt file nor a saved model folder")
 
 
-def instantiate_loggers(logger_cfg: DictConfig | None) -> list[Logger]:
-    """One logger per entry of the `logger` group that has a `_target_`.
-
-    A wandb logger without a group joins the group of its multirun: the sweep folder's name, so the
-    runs of one sweep are shown together; its run is named after the job's overrides.
-    """
-    loggers: list[Logger] = []
-    for name, entry in (logger_cfg or {}).items():
-        if not isinstance(entry, DictConfig) or "_target_" not in entry:
-            continue
-        if hydra.utils.get_class(entry._target_) is WandbLogger:
-            entry = _with_sweep_group(entry)
-        log.info(f"Instantiating logger {name} <{entry._target_}>")
-        loggers.append(hydra.utils.instantiate(entry))
-    return loggers
-
-
-def _with_sweep_group(entry: DictConfig) -> DictConfig:
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return entry
-    hydra_cfg = HydraConfig.get()
-    entry = entry.copy()
-    with open_dict(entry):
-        if entry.get("group") is None:
-            entry.group = Path(hydra_cfg.sweep.dir).name
-        if entry.get("name") is None:
-            entry.name = hydra_cfg.job.override_dirname or f"job{hydra_cfg.job.num}"
-    return entry
-
-
 def instantiate_callbacks(callbacks_cfg: DictConfig | None, has_logger: bool) -> list[Callback]:
     """One callback per entry of the `callbacks` group that has a `_target_`.
 
@@ -104,14 +74,6 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, has_logger: bool) ->
         log.info(f"Instantiating callback {name} <{entry._target_}>")
         callbacks.append(hydra.utils.instantiate(entry))
     return callbacks
-
-
-def without_hydra(cfg: DictConfig) -> DictConfig:
-    """A copy of the config without Hydra's own node (present when composed with return_hydra_config)."""
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
-    return cfg
 
 
 def log_hyperparameters(cfg: DictConfig, module: nn.Module, loggers: list[Logger]) -> None:

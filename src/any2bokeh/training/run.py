@@ -6,17 +6,20 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
 from any2bokeh.training.checks import check_frame_size, check_train_config
-from any2bokeh.training.instantiate import build_net, instantiate_callbacks, instantiate_loggers, log_hyperparameters
+from any2bokeh.training.instantiate import (
+    build_net,
+    instantiate_callbacks,
+    log_hyperparameters,
+)
+from any2bokeh.utils.hydra import instantiate_loggers
+from any2bokeh.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +35,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     check_train_config(cfg)
     with torch_threads(cfg.get("cpu_threads")):
         return _train(cfg)
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run with `count` intra-op CPU threads (None: PyTorch's choice), then restore the previous count."""
-    if count is not None and count < 1:
-        raise ValueError(f"cpu_threads must be >= 1 or null, got {count}")
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

@@ -1,0 +1,254 @@
+"""The frame shared by the three training stages (§3.4): parameter selection, one model_step, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+
+from any2bokeh.data.dataset import BATCH_KEYS
+from any2bokeh.metrics import missing_test_metrics_notice, training_metrics
+from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
+from any2bokeh.stages.param_groups import (
+    check_group_settings,
+    check_optimizer_keywords,
+    check_saved_groups,
+    gate_values,
+    parameter_groups,
+)
+
+# The data layer defines the batch; the model needs all of it but the subject mask, which serves evaluation.
+REQUIRED_KEYS = tuple(key for key in BATCH_KEYS if key != "subject_mask")
+
+
+@dataclass
+class StepOutput:
+    """What `BokehModule.model_step` returns.
+
+    loss: scalar tensor that is optimised.
+    terms: named parts of the loss, logged as `<split>/<name>` (always holds "loss").
+    prediction: [B, T, 3, H, W] predicted bokeh frames in [-1, 1], when decoded; else None.
+    """
+
+    loss: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    prediction: Tensor | None = None
+
+
+def to_unit_range(frames: Tensor) -> Tensor:
+    """[B, T, 3, H, W] in [-1, 1] -> [B, T, 3, H, W] float32 in [0, 1], the videos the metrics compare."""
+    return ((frames.detach().float() + 1) / 2).clamp(0, 1)
+
+
+def frozen_roots(module: nn.Module) -> Iterator[nn.Module]:
+    """The largest submodules that hold parameters, none of them trainable."""
+    parameters = list(module.parameters())
+    if parameters and not any(p.requires_grad for p in parameters):
+        yield module
+        return
+    for child in module.children():
+        yield from frozen_roots(child)
+
+
+class BokehModule(LightningModule):
+    """Base LightningModule of the training stages.
+
+    A stage names the parameters it trains (`trainable_parameters`); everything else in `net` is frozen
+    and kept in eval mode. `model_step` is shared by training, validation and test. The default one is
+    the objective of stages 1 and 2: the MSE between the predicted latents and the VAE latents of the
+    ground-truth bokeh; stage 3 replaces it.
+
+    Args:
+        net: an `AnyToBokeh` (UNet `.unet`, VAE with skips `.vae`, optional `.image_encoder`).
+        optimizer: a partial optimizer (Hydra `_partial_: true`), finished here with the trainable
+            parameters in groups (`any2bokeh.stages.param_groups`): "pretrained", "new" and "gates".
+        scheduler: an optional partial learning-rate scheduler, finished with the optimizer; stepped
+            every optimisation step. None keeps the rate constant, as the paper does.
+        metric_weights: weight files of the network-backed test metrics (`any2bokeh.metrics.training_metrics`);
+            with `lpips_backbone`, the test reports RM and LPIPS beside PSNR and SSIM.
+        param_groups: optimizer keywords per group, e.g. {"gates": {"lr": 1e-4, "weight_decay": 0.0}}, that
+            override the optimizer's own for that group; a missing group or keyword keeps the optimizer's.
+
+    Training logs `train/gate_attn` and `train/gate_ff`, the mean |tanh(gate)| of the MPI blocks; with a
+    wandb logger also the per-block values as histograms every `log_every_n_steps`.
+
+    Gradient checkpointing is the network's own setting (`model.gradient_checkpointing`): it recomputes the
+    blocks that run with gradients, so only the trained part pays for it.
+    """
+
+    #: Stages 2 and 3 refine an already trained model; starting them from a bare SVD is a mistake.
+    needs_trained_start: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        metric_weights: dict[str, str | None] | None = None,
+        param_groups: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        if not callable(optimizer):
+            raise TypeError(
+                f"optimizer must be a partial optimizer (Hydra `_partial_: true`), got {type(optimizer).__name__}"
+            )
+        self.group_settings = check_group_settings(param_groups)
+        self._histogram_step = -1
+        self.net = net
+        # per-frame PSNR and SSIM averaged over frames, as the paper's evaluation does; more in the test split
+        self.metrics = training_metrics(metric_weights)
+        self._select_trainable()
+        self.train(self.training)
+
+    # ---------------------------------------------------------------- parameter selection
+    def trainable_parameters(self) -> Iterable[Tensor]:
+        """The parameters of `net` this stage trains."""
+        raise NotImplementedError
+
+    def _select_trainable(self) -> None:
+        trainable = {id(p) for p in self.trainable_parameters()}
+        if not trainable:
+            raise ValueError(f"{type(self).__name__} selects no trainable parameters in {type(self.net).__name__}")
+        for parameter in self.net.parameters():
+            parameter.requires_grad_(id(parameter) in trainable)
+
+    def trainable_parameter_names(self) -> list[str]:
+        """Names (relative to `net`) of the parameters this stage trains."""
+        return [name for name, p in self.net.named_parameters() if p.requires_grad]
+
+    def on_fit_start(self) -> None:
+        # Lightning does not call train() when fitting starts; this applies the frozen parts' eval mode
+        self.train()
+
+    def train(self, mode: bool = True) -> BokehModule:
+        # Frozen parts stay in eval mode: no dropout noise, and no running statistics move.
+        super().train(mode)
+        if mode:
+            for module in frozen_roots(self.net):
+                module.eval()
+        return self
+
+    # ---------------------------------------------------------------- steps
+    def model_step(self, batch: dict[str, Tensor], decode: bool = False) -> StepOutput:
+        """Latent objective of stages 1 and 2.
+
+        Args:
+            batch: the DataModule's dict: aif, bokeh [B, T, 3, H, W] in [-1, 1], disparity [B, T, 1, H, W]
+                in [0, 1], disp_focus and k [B, T].
+            decode: also decode the predicted latents to frames (validation, test).
+        """
+        check_batch(batch)
+        with torch.no_grad():  # the VAE is frozen in every stage
+            target = self.net.encode(batch["bokeh"])
+            # the encoder skips (full-resolution features) are only needed to decode the prediction
+            aif = self.net.encode_with_skips(batch["aif"], keep_skips=decode)
+        latents = self.predict_latents(batch, aif.latents)
+        loss = F.mse_loss(latents.float(), target.float())
+        prediction = None
+        if decode:
+            with torch.no_grad():
+                prediction = self.net.decode(latents, skips=aif.skips)
+        return StepOutput(loss=loss, terms={"loss": loss}, prediction=prediction)
+
+    def predict_latents(self, batch: dict[str, Tensor], aif_latents: Tensor) -> Tensor:
+        """The UNet's bokeh latents [B, T, 4, h, w] for a batch whose all-in-focus frames are encoded."""
+        return self.net.predict_latents(
+            batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"], aif_latents=aif_latents
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        output = self.model_step(batch)
+        if not torch.isfinite(output.loss).all():
+            raise FloatingPointError(
+                f"{type(self).__name__}: the training loss is {output.loss.item()} at global step "
+                f"{self.global_step} (batch {batch_idx}); stopping. Lower the learning rate, or train with "
+                "precision=32 to find the first non-finite value."
+            )
+        self._log_terms("train", output, batch)
+        self._log_gates()
+        return output.loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate("val", batch)
+
+    def on_test_start(self) -> None:
+        notice = missing_test_metrics_notice(self.metrics["test"])
+        if notice:
+            rank_zero_info(notice)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate("test", batch)
+
+    def _evaluate(self, split: str, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        output = self.model_step(batch, decode=True)
+        metrics = self.metrics[split]
+        metrics.update(to_unit_range(output.prediction), to_unit_range(batch["bokeh"]))
+        self._log_terms(split, output, batch)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=len(batch["aif"]))
+        return {"prediction": output.prediction}
+
+    def _log_terms(self, split: str, output: StepOutput, batch: dict[str, Tensor]) -> None:
+        on_step = split == "train"
+        for name, value in output.terms.items():
+            self.log(
+                f"{split}/{name}",
+                value.detach(),
+                on_step=on_step,
+                on_epoch=not on_step,
+                prog_bar=name == "loss",
+                sync_dist=not on_step,
+                batch_size=len(batch["aif"]),
+            )
+
+    def _log_gates(self) -> None:
+        """The effective strength of the MPI blocks' gates: mean |tanh(gate)| over the blocks."""
+        # per gate name: tanh of each block's gate, [num_blocks]
+        values = gate_values(self.net)
+        for name, tanh in values.items():
+            self.log(f"train/{name}", tanh.abs().mean(), on_step=True, on_epoch=False)
+        wandb_loggers = [logger for logger in self.loggers if isinstance(logger, WandbLogger)]
+        step = self.global_step
+        # with gradient accumulation several batches share a step: one histogram per step
+        if not values or not wandb_loggers or step % self.trainer.log_every_n_steps or step == self._histogram_step:
+            return
+        import wandb  # only with a wandb logger, which needs it anyway
+
+        self._histogram_step = step
+        histograms = {f"train/{name}_blocks": wandb.Histogram(tanh.cpu().numpy()) for name, tanh in values.items()}
+        for logger in wandb_loggers:
+            logger.log_metrics(histograms, step=step)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # how to rebuild the network's architecture; `AnyToBokeh.from_checkpoint` reads it (stage chaining)
+        checkpoint[CHECKPOINT_CONFIG_KEY] = self.net.config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # resuming a fit (ckpt_path): the saved optimizer must hold this run's groups; testing a checkpoint and
+        # plain weight loading (load_from_checkpoint, no trainer) never touch the optimizer state
+        fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if fitting and checkpoint.get("optimizer_states"):
+            check_saved_groups(checkpoint["optimizer_states"], parameter_groups(self.net, self.group_settings))
+
+    # ---------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.hparams.optimizer(params=parameter_groups(self.net, self.group_settings))
+        check_optimizer_keywords(optimizer, self.group_settings)
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+
+def check_batch(batch: dict[str, Tensor]) -> None:
+    missing = [key for key in REQUIRED_KEYS if key not in batch]
+    if missing:
+        raise KeyError(f"the batch lacks {missing}; it has {sorted(batch)}")
