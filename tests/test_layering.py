@@ -58,7 +58,9 @@ def import_graph(root: Path) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
                     source = ".".join(base + ([node.module] if node.module else []))
                 else:
                     source = node.module or ""
-                targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source for alias in node.names]
+                targets = [
+                    f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source for alias in node.names
+                ]
             elif isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -163,5 +165,7 @@ def test_cycles_are_found_through_imports_inside_functions(tree):
 
 def test_a_package_init_that_imports_its_importer_is_a_cycle(tree):
     # c imports pkg.sub.d, whose package __init__ imports c back
-    root = tree({"pkg/sub/__init__.py": "from ..c import x\n", "pkg/sub/d.py": "", "pkg/c.py": "from .sub.d import y\n"})
+    root = tree(
+        {"pkg/sub/__init__.py": "from ..c import x\n", "pkg/sub/d.py": "", "pkg/c.py": "from .sub.d import y\n"}
+    )
     assert cycles(import_graph(root)[0]) == [["pkg.c", "pkg.sub"]]

@@ -22,8 +22,8 @@ from any2bokeh.models import AnyToBokeh
 from any2bokeh.training import check_train_config, compose_train_config, train
 from any2bokeh.training.instantiate import build_net
 from any2bokeh.utils.hydra import without_hydra
-from tests.video_files import write_matting_tree
-from tests.train_configs import CONF, ROOT, TINY_RUN, tiny_config
+from tests.helpers.train_configs import CONF, ROOT, TINY_RUN, tiny_config
+from tests.helpers.video_files import write_matting_tree
 
 GROUPS = ("stage", "hardware", "logger", "callbacks", "experiment", "hydra", "paths", "data", "model")
 PAPER = {"paper_stage1": (4, 1e-5), "paper_stage2": (8, 5e-6), "paper_stage3": (3, 5e-6)}
@@ -153,21 +153,53 @@ def test_slurm_hardware_requeues_on_sigterm(tmp_path, monkeypatch):
 SLURM_JOBS = {
     # sbatch --nodes=2 --ntasks-per-node=4 --gpus-per-node=4; srun python train.py ...
     "2 nodes x 4": (
-        {"SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4", "SLURM_TASKS_PER_NODE": "4(x2)", "SLURM_NNODES": "2",
-         "SLURM_JOB_NUM_NODES": "2", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NODEID": "1"},
-        4, 2, 8, 5,
+        {
+            "SLURM_NTASKS": "8",
+            "SLURM_NTASKS_PER_NODE": "4",
+            "SLURM_TASKS_PER_NODE": "4(x2)",
+            "SLURM_NNODES": "2",
+            "SLURM_JOB_NUM_NODES": "2",
+            "SLURM_PROCID": "5",
+            "SLURM_LOCALID": "1",
+            "SLURM_NODEID": "1",
+        },
+        4,
+        2,
+        8,
+        5,
     ),
     # a step on one node of a 2-node job: srun -N 1 --ntasks-per-node=4 ...
     "1-node step of a 2-node job": (
-        {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "4", "SLURM_TASKS_PER_NODE": "4", "SLURM_NNODES": "1",
-         "SLURM_JOB_NUM_NODES": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "3", "SLURM_NODEID": "0"},
-        4, 1, 4, 3,
+        {
+            "SLURM_NTASKS": "4",
+            "SLURM_NTASKS_PER_NODE": "4",
+            "SLURM_TASKS_PER_NODE": "4",
+            "SLURM_NNODES": "1",
+            "SLURM_JOB_NUM_NODES": "2",
+            "SLURM_PROCID": "3",
+            "SLURM_LOCALID": "3",
+            "SLURM_NODEID": "0",
+        },
+        4,
+        1,
+        4,
+        3,
     ),
     # one task, no --ntasks-per-node: srun -n 1 ...
     "one task": (
-        {"SLURM_NTASKS": "1", "SLURM_TASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1",
-         "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"},
-        1, 1, 1, 0,
+        {
+            "SLURM_NTASKS": "1",
+            "SLURM_TASKS_PER_NODE": "1",
+            "SLURM_NNODES": "1",
+            "SLURM_JOB_NUM_NODES": "1",
+            "SLURM_PROCID": "0",
+            "SLURM_LOCALID": "0",
+            "SLURM_NODEID": "0",
+        },
+        1,
+        1,
+        1,
+        0,
     ),
 }
 
@@ -240,11 +272,15 @@ def run_on_two_cpu_processes(experiment, tmp_path):
     overrides = [override for override in TINY_RUN if not override.startswith("hardware=")]
     overrides += [
         f"experiment={experiment}",
-        f"paths.data_dir={tmp_path / 'data'}", "data.num_workers=0", "data.val_size=1", "data.num_frames=2",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "data.num_workers=0",
+        "data.val_size=1",
+        "data.num_frames=2",
         # the tiny model is checkpointed as the paper's model is
         "model.gradient_checkpointing=true",
-        "trainer.accelerator=cpu", "trainer.devices=2",
-        "+callbacks.recorder._target_=tests.train_configs.TrainingRecorder",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "+callbacks.recorder._target_=tests.helpers.train_configs.TrainingRecorder",
         f"+callbacks.recorder.folder={tmp_path / 'recorded'}",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]

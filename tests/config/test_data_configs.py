@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 
 from any2bokeh.data import AssetError, SceneConfig, SyntheticBokehDataModule
 from any2bokeh.data.dataset import BATCH_KEYS, ConcatSource
-from tests.video_files import write_matting_tree
+from tests.helpers.video_files import write_matting_tree
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -31,7 +31,14 @@ def test_procedural_composes_instantiates_and_renders(tmp_path):
 
 def test_matting_composes_and_instantiates_on_a_data_folder(tmp_path):
     write_matting_tree(tmp_path)
-    cfg = compose_data("matting", f"+paths.data_dir={tmp_path}", "data.num_workers=0", "data.num_frames=2", "data.height=32", "data.width=32")
+    cfg = compose_data(
+        "matting",
+        f"+paths.data_dir={tmp_path}",
+        "data.num_workers=0",
+        "data.num_frames=2",
+        "data.height=32",
+        "data.width=32",
+    )
     assert cfg.data.backgrounds.root == f"{tmp_path}/BG-20k/train"
     dm = instantiate(cfg.data)
     assert isinstance(dm.foregrounds, ConcatSource) and len(dm.foregrounds) == 1 + 2

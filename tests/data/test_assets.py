@@ -11,7 +11,9 @@ from any2bokeh.data.assets import (
     reflect_frame_ids,
     shrink_to_max_size,
 )
-from tests.video_files import (
+from any2bokeh.data.scenes import SceneConfig, sample_scene
+from tests.helpers.scene_sources import BlackBackgrounds
+from tests.helpers.video_files import (
     write_corrupt_mp4,
     write_frame_folder,
     write_image_mattes,
@@ -218,3 +220,46 @@ def test_bad_index_and_empty_frame_ids(tmp_path):
         source.load(1, [0])
     with pytest.raises(ValueError, match="frame_ids is empty"):
         source.load(0, [])
+
+
+def test_mp4_clips_advance_in_time_through_decord(tmp_path):
+    n = 24
+    levels = (8 * np.arange(n) + 20).astype(np.uint8)
+    rgb = np.broadcast_to(levels[:, None, None, None], (n, 32, 32, 3)).copy()
+    write_videomatte_clip(tmp_path, "clip", rgb, np.full((n, 32, 32), 255, np.uint8))
+    source = VideoMatteForegrounds(tmp_path)
+    for seed in range(3):
+        s = sample_scene(
+            source,
+            BlackBackgrounds(),
+            torch.Generator().manual_seed(seed),
+            num_frames=6,
+            height=32,
+            width=32,
+            config=SceneConfig(min_objects=1, max_objects=1, clip_stride=2, object_height=(0.5, 0.6)),
+        )
+        inside = s.subject_mask[:, 0] > 0.99
+        frame = torch.stack([(s.aif[t][:, inside[t]].mean() * 255 - 20) / 8 for t in range(6)])
+        torch.testing.assert_close(frame, frame[0] + 2 * torch.arange(6.0), rtol=0, atol=0.3)
+
+
+def test_frame_folders_play_in_frame_number_order_without_zero_padding(tmp_path):
+    """frame_2 comes before frame_10: unpadded frame names must not reorder the clip."""
+    n = 12
+    levels = (20 * np.arange(n)).astype(np.uint8)
+    for sub in ("fgr", "pha"):
+        folder = tmp_path / sub / "clip"
+        folder.mkdir(parents=True)
+        for t in range(n):
+            Image.fromarray(np.full((8, 8, 3), levels[t], np.uint8)).save(folder / f"frame_{t + 1}.png")
+    rgb, _ = VideoMatteForegrounds(tmp_path).load(0, list(range(n)))
+    torch.testing.assert_close(
+        rgb.mean(dim=(1, 2, 3)) * 255, torch.tensor(levels, dtype=torch.float32), rtol=0, atol=1e-3
+    )
+    # Zero-padded names keep their order.
+    write_frame_folder(tmp_path / "padded" / "fgr" / "clip", np.broadcast_to(levels[:, None, None, None], (n, 8, 8, 3)))
+    write_frame_folder(tmp_path / "padded" / "pha" / "clip", np.broadcast_to(levels[:, None, None, None], (n, 8, 8, 3)))
+    rgb, _ = VideoMatteForegrounds(tmp_path / "padded").load(0, [11, 0, 5])
+    torch.testing.assert_close(
+        rgb.mean(dim=(1, 2, 3)) * 255, torch.tensor(levels[[11, 0, 5]], dtype=torch.float32), rtol=0, atol=1e-3
+    )

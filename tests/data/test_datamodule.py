@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader
 
 from any2bokeh.data import SyntheticBokehDataModule
 from any2bokeh.data.datamodule import opposite_focus
-from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 from any2bokeh.data.dataset import BATCH_KEYS, SyntheticBokehDataset
+from any2bokeh.data.procedural import ProceduralBackgrounds, ProceduralForegrounds
 from any2bokeh.data.scenes import sample_scene
 from any2bokeh.optics import raytrace
 
@@ -19,7 +19,9 @@ SIZE = dict(num_frames=3, height=32, width=32)
 
 
 def sources():
-    return ProceduralForegrounds(num_clips=8, size=32, num_frames=12, seed=1), ProceduralBackgrounds(num_images=8, size=32, seed=1)
+    return ProceduralForegrounds(num_clips=8, size=32, num_frames=12, seed=1), ProceduralBackgrounds(
+        num_images=8, size=32, seed=1
+    )
 
 
 def dataset(split="train", **options):
@@ -101,8 +103,14 @@ def test_rendered_batch_has_the_documented_keys_shapes_and_ranges():
     batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert tuple(batch) == BATCH_KEYS
     B, T, H, W = 2, 3, 32, 32
-    shapes = {"aif": (B, T, 3, H, W), "bokeh": (B, T, 3, H, W), "disparity": (B, T, 1, H, W),
-              "disp_focus": (B, T), "k": (B, T), "subject_mask": (B, T, 1, H, W)}
+    shapes = {
+        "aif": (B, T, 3, H, W),
+        "bokeh": (B, T, 3, H, W),
+        "disparity": (B, T, 1, H, W),
+        "disp_focus": (B, T),
+        "k": (B, T),
+        "subject_mask": (B, T, 1, H, W),
+    }
     for name, shape in shapes.items():
         assert batch[name].shape == shape, name
         assert batch[name].dtype == torch.float32, name
@@ -127,7 +135,13 @@ def test_subject_in_focus_stays_sharp_and_zero_k_renders_the_aif():
             rgb = torch.rand(len(frame_ids), 3, 16, 16, generator=torch.Generator().manual_seed(0))
             return rgb, torch.ones(len(frame_ids), 1, 16, 16)
 
-    scene = {"min_objects": 1, "max_objects": 1, "object_height": (0.5, 0.5), "start_region": (0.5, 0.5), "k_values": (16,)}
+    scene = {
+        "min_objects": 1,
+        "max_objects": 1,
+        "object_height": (0.5, 0.5),
+        "start_region": (0.5, 0.5),
+        "k_values": (16,),
+    }
     ds = SyntheticBokehDataset(Square(), sources()[1], split="val", size=2, scene=scene, **SIZE)
     r = ds.render_sample(1)
     solid = (r["subject_mask"] > 0.95).float()
@@ -231,16 +245,33 @@ def test_rendered_batches_at_the_opposite_focus_change_only_the_ground_truth():
 
 def test_trainer_batches_are_rendered_by_the_hook():
     model, dm = _Recorder(), datamodule(batch_size=2)
-    trainer = L.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.fit(model, datamodule=dm)
-    assert model.seen == [{"aif": (2, 3, 3, 32, 32), "bokeh": (2, 3, 3, 32, 32), "disparity": (2, 3, 1, 32, 32),
-                           "disp_focus": (2, 3), "k": (2, 3), "subject_mask": (2, 3, 1, 32, 32)}]
+    assert model.seen == [
+        {
+            "aif": (2, 3, 3, 32, 32),
+            "bokeh": (2, 3, 3, 32, 32),
+            "disparity": (2, 3, 1, 32, 32),
+            "disp_focus": (2, 3),
+            "k": (2, 3),
+            "subject_mask": (2, 3, 1, 32, 32),
+        }
+    ]
 
 
 def test_checkpoints_hold_plain_datamodule_hyperparameters(tmp_path):
     model, dm = _Recorder(), datamodule(batch_size=1, scene={"k_values": (8, 16)})
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule=dm)
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
@@ -270,15 +301,30 @@ def test_unknown_split_is_refused():
 
 
 def test_tilted_scenes_render_with_the_ray_tracer():
-    ds = SyntheticBokehDataset(*sources(), split="val", size=1, num_frames=1, height=16, width=16, renderer="raytrace",
-                               samples_per_side=9, scene={"tilt": 0.2, "object_c": (1.5, 5.0)})
+    ds = SyntheticBokehDataset(
+        *sources(),
+        split="val",
+        size=1,
+        num_frames=1,
+        height=16,
+        width=16,
+        renderer="raytrace",
+        samples_per_side=9,
+        scene={"tilt": 0.2, "object_c": (1.5, 5.0)},
+    )
     r = ds.render_sample(0)
     assert r["bokeh"].shape == (1, 3, 16, 16) and r["bokeh"].abs().max() <= 1
     sample = ds[0]
     assert (sample["planes"][:, :-1, :2] != 0).any()
     # The batch's bokeh is the ray tracer's image of the sampled layers, in raw units, mapped to [-1, 1].
-    direct = raytrace(sample["images"], sample["alphas"], sample["planes"], sample["k_raw"], sample["disp_focus_raw"],
-                      samples_per_side=9)
+    direct = raytrace(
+        sample["images"],
+        sample["alphas"],
+        sample["planes"],
+        sample["k_raw"],
+        sample["disp_focus_raw"],
+        samples_per_side=9,
+    )
     torch.testing.assert_close(r["bokeh"], direct.clamp(0, 1) * 2 - 1, rtol=0, atol=1e-6)
     # And it is blurred: K > 0 with planes off the focus changes the frame.
     assert (r["bokeh"] - r["aif"]).abs().amax() > 0.05
@@ -288,3 +334,23 @@ def test_unbuilt_source_configs_are_refused():
     config = {"_target_": "any2bokeh.data.ProceduralForegrounds", "num_clips": 2}
     with pytest.raises(TypeError, match="unbuilt config of any2bokeh.data.ProceduralForegrounds"):
         SyntheticBokehDataset(config, sources()[1], size=1)
+
+
+def test_splits_differ_and_setup_twice_gives_the_same_samples():
+    # imported here: another interpreter imports this module with only its folder on the path (see above)
+    from tests.helpers.scene_sources import procedural
+
+    dm = SyntheticBokehDataModule(
+        *procedural(32, 32), num_frames=2, height=32, width=32, train_size=3, val_size=3, test_size=3
+    )
+    dm.setup()
+    first = {split: dm.dataset(split)[1] for split in ("train", "val", "test")}
+    dm.setup("fit")
+    dm.setup()
+    for split in ("train", "val", "test"):
+        again = dm.dataset(split)[1]
+        for name in first[split]:
+            assert torch.equal(first[split][name], again[name]), (split, name)
+    assert not torch.equal(first["train"]["images"], first["val"]["images"])
+    assert not torch.equal(first["train"]["images"], first["test"]["images"])
+    assert not torch.equal(first["val"]["images"], first["test"]["images"])

@@ -58,7 +58,11 @@ def test_subject_focus_of_an_empty_mask_is_nan():
 
 @pytest.mark.parametrize(
     "disparity, weights",
-    [(torch.rand(2, 4, 4), torch.rand(2, 4, 5)), (torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)), (torch.rand(4, 4), torch.rand(4, 4))],
+    [
+        (torch.rand(2, 4, 4), torch.rand(2, 4, 5)),
+        (torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)),
+        (torch.rand(4, 4), torch.rand(4, 4)),
+    ],
 )
 def test_subject_focus_rejects_mismatched_shapes(disparity, weights):
     with pytest.raises(ValueError, match="shape|same frames"):

@@ -56,7 +56,9 @@ def test_mode_II_blurs():
     assert out.shape == disparity.shape
     assert gradient_energy(out) < 0.5 * gradient_energy(disparity)
     # Flat regions away from edges keep their value; the blur alone is not random.
-    assert torch.allclose(out[..., 32, 32], disparity[..., 32, 32]) and torch.allclose(out[..., 2, 2], disparity[..., 2, 2])
+    assert torch.allclose(out[..., 32, 32], disparity[..., 32, 32]) and torch.allclose(
+        out[..., 2, 2], disparity[..., 2, 2]
+    )
     assert torch.equal(out, perturb_disparity(disparity, "II", gen(5), blur_sigma=0.03))
 
 

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from any2bokeh.data.scenes import SceneConfig, plane_disparity, sample_scene
+from any2bokeh.data.scenes import VISIBLE_ALPHA, SceneConfig, plane_disparity, sample_scene
 from any2bokeh.optics import composite_over
+from tests.helpers.scene_sources import BlackBackgrounds, CodedForegrounds, procedural
 
 
 class BoxForegrounds:
@@ -35,8 +36,13 @@ class NoiseBackgrounds:
 
 def scene(seed=0, T=4, H=24, W=32, **options):
     return sample_scene(
-        BoxForegrounds(), NoiseBackgrounds(), torch.Generator().manual_seed(seed),
-        num_frames=T, height=H, width=W, config=SceneConfig(**options),
+        BoxForegrounds(),
+        NoiseBackgrounds(),
+        torch.Generator().manual_seed(seed),
+        num_frames=T,
+        height=H,
+        width=W,
+        config=SceneConfig(**options),
     )
 
 
@@ -66,7 +72,9 @@ def test_raw_and_normalized_units_agree():
     # The blur radius K·|d - d_f| is the same in both units, pixel by pixel.
     raw = d_min + s.disparity.double() * span
     r_raw = s.k_raw.double()[:, None, None, None] * (raw - s.disp_focus_raw.double()[:, None, None, None]).abs()
-    r_norm = s.k.double()[:, None, None, None] * (s.disparity.double() - s.disp_focus.double()[:, None, None, None]).abs()
+    r_norm = (
+        s.k.double()[:, None, None, None] * (s.disparity.double() - s.disp_focus.double()[:, None, None, None]).abs()
+    )
     torch.testing.assert_close(r_raw, r_norm, rtol=1e-4, atol=1e-4)
 
 
@@ -130,10 +138,21 @@ def test_subject_focus_is_the_targets_mean_disparity():
 
 def test_scale_follows_inverse_depth():
     s = sample_scene(
-        BoxForegrounds(n=1, size=(20, 10)), NoiseBackgrounds(), torch.Generator().manual_seed(5),
-        num_frames=6, height=64, width=64,
-        config=SceneConfig(min_objects=1, max_objects=1, start_region=(0.5, 0.5), motion=0.0,
-                           object_height=(0.25, 0.25), depth_motion=0.6, object_c=(1.0, 5.0)),
+        BoxForegrounds(n=1, size=(20, 10)),
+        NoiseBackgrounds(),
+        torch.Generator().manual_seed(5),
+        num_frames=6,
+        height=64,
+        width=64,
+        config=SceneConfig(
+            min_objects=1,
+            max_objects=1,
+            start_region=(0.5, 0.5),
+            motion=0.0,
+            object_height=(0.25, 0.25),
+            depth_motion=0.6,
+            object_c=(1.0, 5.0),
+        ),
     )
     c = s.planes[:, 0, 2].double()
     assert c.max() / c.min() > 1.2, "the trajectory should change depth"
@@ -144,12 +163,27 @@ def test_scale_follows_inverse_depth():
 
 
 def test_trajectories_are_smooth():
-    s = scene(seed=4, T=12, H=64, W=64, min_objects=1, max_objects=1, motion=0.15, start_region=(0.4, 0.6),
-              object_height=(0.2, 0.2), depth_motion=0.3)
+    s = scene(
+        seed=4,
+        T=12,
+        H=64,
+        W=64,
+        min_objects=1,
+        max_objects=1,
+        motion=0.15,
+        start_region=(0.4, 0.6),
+        object_height=(0.2, 0.2),
+        depth_motion=0.3,
+    )
     # Bezier trajectories: the centre is a cubic polynomial of time (up to pixel sampling).
     alpha = s.alphas[:, 0, 0].double()
-    ys, xs = torch.meshgrid(torch.arange(64.0, dtype=torch.float64), torch.arange(64.0, dtype=torch.float64), indexing="ij")
-    centre = torch.stack([(alpha * xs).sum(dim=(1, 2)), (alpha * ys).sum(dim=(1, 2))], dim=1) / alpha.sum(dim=(1, 2))[:, None]
+    ys, xs = torch.meshgrid(
+        torch.arange(64.0, dtype=torch.float64), torch.arange(64.0, dtype=torch.float64), indexing="ij"
+    )
+    centre = (
+        torch.stack([(alpha * xs).sum(dim=(1, 2)), (alpha * ys).sum(dim=(1, 2))], dim=1)
+        / alpha.sum(dim=(1, 2))[:, None]
+    )
     assert (centre.max(dim=0).values - centre.min(dim=0).values).max() > 2, "the object should move"
     time = torch.linspace(0, 1, 12, dtype=torch.float64)
     basis = torch.stack([time**p for p in range(4)], dim=1)
@@ -219,3 +253,38 @@ def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="num_frames"):
         scene(T=0)
     assert math.isfinite(float(scene(T=1).disp_focus[0]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_subject_focus_is_the_mean_normalized_disparity_inside_the_subject_mask(seed):
+    s = sample_scene(*procedural(48, 64), torch.Generator().manual_seed(seed), num_frames=4, height=48, width=64)
+    inside = s.subject_mask[:, 0] > VISIBLE_ALPHA  # [T, H, W]
+    assert inside.any(dim=(1, 2)).all()
+    for t in range(4):
+        mean = s.disparity[t, 0][inside[t]].double().mean()
+        assert abs(float(mean) - float(s.disp_focus[t])) < 1e-5, (t, float(mean), float(s.disp_focus[t]))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_subject_mask_covers_the_target_in_the_same_frame_and_its_clip_advances(stride):
+    for seed in range(6):
+        s = sample_scene(
+            CodedForegrounds(),
+            BlackBackgrounds(),
+            torch.Generator().manual_seed(seed),
+            num_frames=5,
+            height=32,
+            width=32,
+            config=SceneConfig(min_objects=2, max_objects=3, clip_stride=stride, object_height=(0.4, 0.5)),
+        )
+        inside = s.subject_mask[:, 0] > 0.99
+        assert inside.any(dim=(1, 2)).all()
+        colours = torch.stack([s.aif[t][:, inside[t]].mean(dim=1) for t in range(5)])  # [T, 3]
+        clip, frame = colours[:, 0] * 8, colours[:, 1] * 40
+        # One clip under the mask in every frame, read at start + stride·t.
+        torch.testing.assert_close(clip, clip[:1].expand(5), rtol=0, atol=1e-4)
+        torch.testing.assert_close(frame, frame[0] + stride * torch.arange(5.0), rtol=0, atol=1e-4)
+        # The masked object is the one in focus, in every frame.
+        for t in range(5):
+            under = s.disparity[t, 0][inside[t]]
+            torch.testing.assert_close(under, torch.full_like(under, float(s.disp_focus[t])), rtol=0, atol=1e-5)

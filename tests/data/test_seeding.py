@@ -1,11 +1,15 @@
+import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from any2bokeh.data.seeding import bernoulli, choice, keyed_generator, randint, uniform, uniforms
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "src" / "any2bokeh" / "data"
 
 
 def draw(*keys):
@@ -60,3 +64,51 @@ def test_draw_helpers_keep_their_contracts():
     assert 100 < sum(bernoulli(g, 0.3) for _ in range(500)) < 200
     picks = [choice(g, [0.0, 1.0, 3.0]) for _ in range(400)]
     assert 0 not in picks and 50 < picks.count(1) < 150
+
+
+GLOBAL_RNG_CALLS = {
+    "rand",
+    "randn",
+    "randint",
+    "randperm",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+    "normal",
+    "multinomial",
+    "bernoulli",
+    "poisson",
+    "uniform_",
+    "normal_",
+    "random_",
+    "exponential_",
+    "bernoulli_",
+}
+
+
+def test_data_code_draws_no_global_random_numbers():
+    found = []
+    for path in sorted(DATA_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        # The seeding module's draw helpers take the generator as their first, required argument.
+        seeded_helpers = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "any2bokeh.data.seeding"
+            for alias in node.names
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name in ("random", "numpy.random") for a in node.names):
+                found.append(f"{path.name}:{node.lineno} import")
+            if isinstance(node, ast.ImportFrom) and node.module in ("random", "numpy.random"):
+                found.append(f"{path.name}:{node.lineno} import")
+            if isinstance(node, ast.Call):
+                callee = ast.unparse(node.func)
+                name = callee.rsplit(".", 1)[-1]
+                if callee in seeded_helpers and node.args:
+                    continue
+                if name in GLOBAL_RNG_CALLS and not any(k.arg == "generator" for k in node.keywords):
+                    found.append(f"{path.name}:{node.lineno} {callee}")
+                if callee.startswith(("random.", "np.random.", "numpy.random.")):
+                    found.append(f"{path.name}:{node.lineno} {callee}")
+    assert not found, found

@@ -1,11 +1,14 @@
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 import torch
 
 from any2bokeh.data.dataset import BATCH_KEYS, SyntheticBokehDataset
-from any2bokeh.data.testset import TestSetDataset, export_testset, main, evaluation_scene_config
+from any2bokeh.data.testset import TestSetDataset, evaluation_scene_config, export_testset, main
+from tests.helpers.scene_sources import procedural
 
 TINY = dict(num_videos=2, num_frames=3, height=32, width=32, seed=5)
 
@@ -19,8 +22,16 @@ def reference(index: int):
     """The same clip rendered in memory, as the export drew it."""
     from any2bokeh.data.testset import _default_sources
 
-    ds = SyntheticBokehDataset(*_default_sources(32, 32, 5), split="test", size=2, num_frames=3, height=32, width=32,
-                               seed=5, scene=evaluation_scene_config())
+    ds = SyntheticBokehDataset(
+        *_default_sources(32, 32, 5),
+        split="test",
+        size=2,
+        num_frames=3,
+        height=32,
+        width=32,
+        seed=5,
+        scene=evaluation_scene_config(),
+    )
     return ds.render_sample(index)
 
 
@@ -29,7 +40,11 @@ def test_export_layout(exported):
     assert settings["videos"] == ["video_0000", "video_0001"] and settings["k_values"] == [4.0, 8.0, 16.0, 32.0]
     for video in settings["videos"]:
         for folder in ("aif", "bokeh", "disparity", "mask"):
-            assert sorted(p.name for p in (exported / video / folder).iterdir()) == ["00000.png", "00001.png", "00002.png"]
+            assert sorted(p.name for p in (exported / video / folder).iterdir()) == [
+                "00000.png",
+                "00001.png",
+                "00002.png",
+            ]
         meta = json.loads((exported / video / "meta.json").read_text())
         assert len(meta["disp_focus"]) == len(meta["k"]) == 3
         assert set(meta["k"]) <= {4.0, 8.0, 16.0, 32.0}
@@ -77,8 +92,24 @@ def test_interrupted_export_leaves_complete_videos_and_resumes(tmp_path, monkeyp
 
 
 def test_command_line_export(tmp_path):
-    main(["export", "--out", str(tmp_path / "cli"), "--num-videos", "1", "--num-frames", "2", "--height", "16",
-          "--width", "24", "--k-values", "4", "8"])
+    main(
+        [
+            "export",
+            "--out",
+            str(tmp_path / "cli"),
+            "--num-videos",
+            "1",
+            "--num-frames",
+            "2",
+            "--height",
+            "16",
+            "--width",
+            "24",
+            "--k-values",
+            "4",
+            "8",
+        ]
+    )
     ds = TestSetDataset(tmp_path / "cli")
     sample = ds[0]
     assert sample["aif"].shape == (2, 3, 16, 24) and set(sample["k"].tolist()) <= {4.0, 8.0}
@@ -106,3 +137,39 @@ def test_missing_test_set_is_named(tmp_path):
         TestSetDataset(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="K must be >= 0"):
         evaluation_scene_config(k_values=(-4.0,))
+
+
+def test_exported_test_set_is_readable_like_any_other_file(tmp_path):
+    """The temporary folder and file of the atomic writes must not leave the set private to its writer."""
+    previous = os.umask(0o022)
+    try:
+        fg, bg = procedural(16, 16)
+        out = export_testset(
+            tmp_path / "set",
+            num_videos=1,
+            num_frames=2,
+            height=16,
+            width=16,
+            foregrounds=fg,
+            backgrounds=bg,
+            samples_per_side=5,
+        )
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((out / "testset.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((out / "video_0000").stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "video_0000" / "meta.json").stat().st_mode) == 0o644
+    assert len(TestSetDataset(out)) == 1
+
+
+def test_resuming_an_export_with_other_settings_is_refused(tmp_path):
+    """Videos kept from an earlier export must have been drawn with the same settings."""
+    fg, bg = procedural(16, 16)
+    options = dict(num_videos=1, height=16, width=16, foregrounds=fg, backgrounds=bg, samples_per_side=5)
+    out = export_testset(tmp_path / "set", num_frames=2, **options)
+    export_testset(out, num_frames=2, **options)  # same settings: resumes (nothing to do)
+    with pytest.raises(ValueError, match="num_frames"):
+        export_testset(out, num_frames=3, **options)
+    with pytest.raises(ValueError, match="k_values"):
+        export_testset(out, num_frames=2, scene={"k_values": (4.0,)}, **options)
+    assert TestSetDataset(out)[0]["k"].shape == (2,)

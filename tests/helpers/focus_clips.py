@@ -10,7 +10,9 @@ HEIGHT, WIDTH, RADIUS = 96, 128, 14
 
 def _texture(generator, channels, height, width, cells):
     """Smooth noise plus fine noise: something for the optical flow to hold on to."""
-    coarse = F.interpolate(torch.rand(1, channels, cells, cells, generator=generator), size=(height, width), mode="bilinear")
+    coarse = F.interpolate(
+        torch.rand(1, channels, cells, cells, generator=generator), size=(height, width), mode="bilinear"
+    )
     return (0.5 * coarse + 0.5 * torch.rand(1, channels, height, width, generator=generator))[0]
 
 
@@ -54,7 +56,14 @@ def disc_clip(num_frames=24, seed=0):
         disc_masks.append(disc)
         square_masks.append(square)
     stack = torch.stack
-    return stack(frames), stack(disparity), stack(disc_truth), stack(square_truth), stack(disc_masks), stack(square_masks)
+    return (
+        stack(frames),
+        stack(disparity),
+        stack(disc_truth),
+        stack(square_truth),
+        stack(disc_masks),
+        stack(square_masks),
+    )
 
 
 def disc_centre(t, num_frames=24):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 import torchvision
 from torch import nn
@@ -44,13 +43,3 @@ def i3d_file(folder: Path, seed: int = 0) -> Path:
     path = folder / "rgb_imagenet.pt"
     torch.save(random_i3d(seed).state_dict(), path)
     return path
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Run the metric networks on one thread: the test machines' cores are shared, and small convolutions
-    on several busy threads run many times slower than on one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

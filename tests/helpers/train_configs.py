@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from any2bokeh.training import compose_train_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 
 # 2 optimiser steps of the tiny model on 2-frame 32x32 clips, validated once at the end on 1 clip

@@ -7,7 +7,8 @@ from PIL import Image
 
 from any2bokeh.data.disparity import normalize_disparity
 from any2bokeh.inference import DepthNetwork, DisparityError, estimate_disparity, load_disparity
-from tests.video_files import write_mp4
+from tests.helpers.depth_networks import save_tiny_depth_anything
+from tests.helpers.video_files import write_mp4
 
 T, H, W = 4, 16, 32
 
@@ -144,33 +145,6 @@ def test_bad_files_are_named(tmp_path):
 # ---- a depth network ----
 
 
-def save_tiny_depth_anything(folder, kind="relative", seed=0):
-    """A tiny random Depth Anything (Dinov2 backbone, patch 14) and its image processor, saved in the hub layout."""
-    from transformers import AutoModelForDepthEstimation, DepthAnythingConfig, Dinov2Config, DPTImageProcessor
-
-    backbone = Dinov2Config(
-        image_size=28, patch_size=14, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, out_features=["stage1", "stage2"], reshape_hidden_states=False,
-    )  # fmt: skip
-    config = DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=16, patch_size=14, neck_hidden_sizes=[8, 16],
-        reassemble_factors=[2, 1], fusion_hidden_size=8, head_hidden_size=8, depth_estimation_type=kind,
-    )  # fmt: skip
-    model = AutoModelForDepthEstimation.from_config(config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        # the default initialisation is so small that the output is nearly constant; make it vary
-        for parameter in model.parameters():
-            parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
-    model.save_pretrained(folder)
-    processor = DPTImageProcessor(
-        size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14,
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
-    )  # fmt: skip
-    processor.save_pretrained(folder)
-    return folder
-
-
 def textured_frames(count=3, height=32, width=48, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
 
@@ -189,7 +163,9 @@ def test_depth_network_runs_in_batches_and_matches_the_model(tmp_path):
     processor = AutoImageProcessor.from_pretrained(folder)
     with torch.no_grad():
         depth = model(pixel_values=processor(images=list(frames), return_tensors="pt")["pixel_values"]).predicted_depth
-    expected = torch.nn.functional.interpolate(depth[:, None], size=(32, 48), mode="bilinear", align_corners=False)[:, 0]
+    expected = torch.nn.functional.interpolate(depth[:, None], size=(32, 48), mode="bilinear", align_corners=False)[
+        :, 0
+    ]
     assert torch.allclose(raw, expected, rtol=1e-4, atol=1e-4)  # batches of 2 + 1 vs 3: float rounding only
 
     disparity = network(frames)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from any2bokeh.inference.focus import fill_gaps, focus_curve, load_masks, mask_focus, point_focus, smooth_curve
 from any2bokeh.inference.tracking import TrackerConfig, track_subject
-from tests.focus_clips import HEIGHT, WIDTH, disc_centre, disc_clip
+from tests.helpers.focus_clips import HEIGHT, WIDTH, disc_centre, disc_clip
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +134,14 @@ def test_mask_focus_on_binary_pngs_fills_empty_frames_and_resizes(tmp_path):
     for t in range(6):
         mask = (labels[t] == 1) if t not in (2, 3) else np.zeros_like(labels[t], dtype=bool)
         # Twice the disparity's size: masks are resized to it.
-        Image.fromarray(np.kron(mask, np.ones((2, 2), dtype=bool)).astype(np.uint8) * 255).save(folder / f"frame_{t}.png")
+        Image.fromarray(np.kron(mask, np.ones((2, 2), dtype=bool)).astype(np.uint8) * 255).save(
+            folder / f"frame_{t}.png"
+        )
     curve = mask_focus(disparity, folder, smooth=0)
     seen = [disparity[t][torch.from_numpy(labels[t] == 1)].mean() for t in (0, 1, 4, 5)]
-    expected = torch.stack([seen[0], seen[1], seen[1] + (seen[2] - seen[1]) / 3, seen[1] + 2 * (seen[2] - seen[1]) / 3, seen[2], seen[3]])
+    expected = torch.stack(
+        [seen[0], seen[1], seen[1] + (seen[2] - seen[1]) / 3, seen[1] + 2 * (seen[2] - seen[1]) / 3, seen[2], seen[3]]
+    )
     torch.testing.assert_close(curve, expected)
 
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from any2bokeh.inference.keyframes import focus_keyframes, k_curve, resolve_focus
-from tests.focus_clips import disc_centre, disc_clip
+from tests.helpers.focus_clips import disc_centre, disc_clip
 
 FLAT = torch.zeros(20, 4, 4)  # value keyframes do not read the disparity, only its frame count
 
@@ -74,7 +74,10 @@ def test_k_from_a_number_or_keyframes():
     "k,match",
     [
         (-1, "K must be a finite number >= 0"),
-        ([{"frame": 0, "k": 4}, {"frame": 5, "k": -2}], r"K keyframe 1 \(frame 5\): k must be a finite number >= 0, got -2"),
+        (
+            [{"frame": 0, "k": 4}, {"frame": 5, "k": -2}],
+            r"K keyframe 1 \(frame 5\): k must be a finite number >= 0, got -2",
+        ),
         ([{"frame": 4, "k": 4}, {"frame": 2, "k": 8}], r"K keyframe 1 \(frame 2\) comes before keyframe 0 \(frame 4\)"),
         ([{"frame": 4, "k": 4}, {"frame": 4, "k": 8}], r"K keyframe 1 \(frame 4\) repeats keyframe 0"),
         ([{"frame": 0, "k": 4, "speed": 2}], r"K keyframe 0 \(frame 0\) must hold 'frame' and 'k' only"),
@@ -92,9 +95,15 @@ def test_bad_k_is_named(k, match):
 @pytest.mark.parametrize(
     "keyframes,match",
     [
-        ([{"frame": 0, "value": 0.2}, {"frame": 5, "value": 1.5}], r"focus keyframe 1 \(frame 5\) value must be a normalized disparity in \[0, 1\], got 1.5"),
+        (
+            [{"frame": 0, "value": 0.2}, {"frame": 5, "value": 1.5}],
+            r"focus keyframe 1 \(frame 5\) value must be a normalized disparity in \[0, 1\], got 1.5",
+        ),
         ([{"frame": 0, "value": -0.1}], r"focus keyframe 0 \(frame 0\) value must be"),
-        ([{"frame": 5, "value": 0.2}, {"frame": 3, "value": 0.4}], r"focus keyframe 1 \(frame 3\) comes before keyframe 0"),
+        (
+            [{"frame": 5, "value": 0.2}, {"frame": 3, "value": 0.4}],
+            r"focus keyframe 1 \(frame 3\) comes before keyframe 0",
+        ),
         ([{"frame": 5, "value": 0.2}, {"frame": 5, "value": 0.4}], r"focus keyframe 1 \(frame 5\) repeats keyframe 0"),
         ([{"frame": 0, "value": 0.2, "k": 4}], r"focus keyframe 0 \(frame 0\): unknown or mixed keys \['k'\]"),
         ([{"frame": 0, "value": 0.2, "point": [0.5, 0.5]}], r"focus keyframe 0 \(frame 0\) must set exactly one of"),

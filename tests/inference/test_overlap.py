@@ -93,13 +93,23 @@ def test_window_weights_match_weighted_overlap():
     weights = window_weights(num_frames, window, overlap)
     per_window = torch.randn(weights.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     calls = iter(per_window)
-    out = weighted_overlap(lambda x: torch.full_like(x, float(next(calls))), torch.zeros(1, num_frames, dtype=torch.float64), window, overlap)
+    out = weighted_overlap(
+        lambda x: torch.full_like(x, float(next(calls))),
+        torch.zeros(1, num_frames, dtype=torch.float64),
+        window,
+        overlap,
+    )
     torch.testing.assert_close(out[0], per_window @ weights)
 
 
 def test_overlap_weights_follow_eq7():
     gamma = overlap_weights(4, torch.float64)
-    torch.testing.assert_close(gamma, torch.tensor([1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5, 0.5 - 0.5 * math.cos(math.pi / 4)], dtype=torch.float64))
+    torch.testing.assert_close(
+        gamma,
+        torch.tensor(
+            [1.0, 0.5 + 0.5 * math.cos(math.pi / 4), 0.5, 0.5 - 0.5 * math.cos(math.pi / 4)], dtype=torch.float64
+        ),
+    )
     assert overlap_weights(0).numel() == 0
 
 
@@ -114,7 +124,9 @@ def test_context_is_sliced_with_the_frames_and_outputs_may_change_shape():
         return x[..., :1].repeat(1, 1, 5)  # [B, w, 3] -> [B, w, 5]
 
     done = []
-    out = weighted_overlap(fn, frames, 8, 4, context={"index": index, "k": 2 * index.float()}, progress=lambda d, n: done.append((d, n)))
+    out = weighted_overlap(
+        fn, frames, 8, 4, context={"index": index, "k": 2 * index.float()}, progress=lambda d, n: done.append((d, n))
+    )
     assert windows == [list(range(0, 8)), list(range(4, 12)), list(range(5, 13))]
     assert done == [(1, 3), (2, 3), (3, 3)]
     assert out.shape == (2, 13, 5) and torch.equal(out, frames[..., :1].repeat(1, 1, 5))
@@ -122,7 +134,12 @@ def test_context_is_sliced_with_the_frames_and_outputs_may_change_shape():
 
 @pytest.mark.parametrize(
     "window,overlap,match",
-    [(0, 0, "window must be >= 1"), (8, 8, "0 <= overlap < window"), (8, -1, "0 <= overlap < window"), (4, 9, "overlap=9")],
+    [
+        (0, 0, "window must be >= 1"),
+        (8, 8, "0 <= overlap < window"),
+        (8, -1, "0 <= overlap < window"),
+        (4, 9, "overlap=9"),
+    ],
 )
 def test_bad_arguments_are_named(window, overlap, match):
     with pytest.raises(ValueError, match=match):

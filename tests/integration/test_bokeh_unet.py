@@ -38,9 +38,7 @@ def make_call(seed=0, dtype=torch.float32, context_frames=1):
 
 def plain_call(unet, call):
     with torch.no_grad():
-        return unet(
-            call["sample"], call["timestep"], call["encoder_hidden_states"], call["added_time_ids"]
-        ).sample
+        return unet(call["sample"], call["timestep"], call["encoder_hidden_states"], call["added_time_ids"]).sample
 
 
 def bokeh_call(model, call, grad=False):
@@ -114,7 +112,9 @@ def test_gradient_reaches_condition_latents_and_new_modules(bokeh_unet):
     call["cond_latents"].requires_grad_(True)
     bokeh_call(bokeh_unet, call, grad=True).square().mean().backward()
     assert call["cond_latents"].grad.abs().sum() > 0
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for name, p in bokeh_unet.new_parameters() if "gate" in name)
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0 for name, p in bokeh_unet.new_parameters() if "gate" in name
+    )
 
 
 @pytest.mark.parametrize("switch", ["bokeh_unet", "unet"])
@@ -263,7 +263,10 @@ def test_k_gain_is_optional_and_adopts_only_a_plain_conv_in(plain_unet):
     with pytest.raises(ValueError, match="plain Conv2d"):
         KScaledConvIn.adopt(wrapped.unet.conv_in, KGain(4), wrapped._state)
     # the V_D part is convolved with F.conv2d: grouped or non-zero-padded convolutions would differ from it
-    for odd in (torch.nn.Conv2d(8, 8, 3, padding=1, groups=2), torch.nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect")):
+    for odd in (
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=2),
+        torch.nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),
+    ):
         with pytest.raises(ValueError, match="groups=.*padding_mode="):
             KScaledConvIn.adopt(odd, KGain(8), wrapped._state)
     with pytest.raises(ValueError, match="k_encoding"):

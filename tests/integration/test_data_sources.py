@@ -12,7 +12,9 @@ from PIL import Image
 from any2bokeh.data import ImageBackgrounds, ImageMatteForegrounds, SyntheticBokehDataModule, VideoMatteForegrounds
 from any2bokeh.data.dataset import BATCH_KEYS
 
-_spec = importlib.util.spec_from_file_location("video_files", Path(__file__).resolve().parents[1] / "video_files.py")
+_spec = importlib.util.spec_from_file_location(
+    "video_files", Path(__file__).resolve().parents[1] / "helpers" / "video_files.py"
+)
 video_files = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(video_files)
 
@@ -38,8 +40,16 @@ def blue_backgrounds(root: Path) -> Path:
 
 def test_mp4_video_matte_drives_the_datamodule(tmp_path):
     dm = SyntheticBokehDataModule(
-        VideoMatteForegrounds(red_square_clip(tmp_path)), ImageBackgrounds(blue_backgrounds(tmp_path)),
-        num_frames=3, height=32, width=32, batch_size=2, num_workers=2, train_size=4, val_size=2, test_size=2,
+        VideoMatteForegrounds(red_square_clip(tmp_path)),
+        ImageBackgrounds(blue_backgrounds(tmp_path)),
+        num_frames=3,
+        height=32,
+        width=32,
+        batch_size=2,
+        num_workers=2,
+        train_size=4,
+        val_size=2,
+        test_size=2,
         scene={"min_objects": 1, "max_objects": 2, "object_height": (0.5, 0.7)},
     )
     dm.setup("fit")
@@ -60,10 +70,21 @@ def test_mp4_video_matte_drives_the_datamodule(tmp_path):
 
 def test_image_mattes_with_a_video_matte_drive_the_datamodule(tmp_path):
     video_files.write_image_mattes(tmp_path / "am/original", tmp_path / "am/mask", n=3, size=(32, 48))
-    foregrounds = [VideoMatteForegrounds(red_square_clip(tmp_path)), ImageMatteForegrounds(tmp_path / "am/original", tmp_path / "am/mask")]
+    foregrounds = [
+        VideoMatteForegrounds(red_square_clip(tmp_path)),
+        ImageMatteForegrounds(tmp_path / "am/original", tmp_path / "am/mask"),
+    ]
     dm = SyntheticBokehDataModule(
-        foregrounds, ImageBackgrounds(blue_backgrounds(tmp_path)), num_frames=2, height=32, width=32,
-        batch_size=1, num_workers=0, train_size=2, val_size=8, test_size=2,
+        foregrounds,
+        ImageBackgrounds(blue_backgrounds(tmp_path)),
+        num_frames=2,
+        height=32,
+        width=32,
+        batch_size=1,
+        num_workers=0,
+        train_size=2,
+        val_size=8,
+        test_size=2,
         scene={"min_objects": 4, "max_objects": 4},
     )
     assert len(dm.foregrounds) == 4
@@ -84,8 +105,13 @@ def test_a_corrupt_video_matte_is_named(tmp_path):
     video_files.write_corrupt_mp4(root / "fgr" / "broken.mp4")
     video_files.write_corrupt_mp4(root / "pha" / "broken.mp4")
     dm = SyntheticBokehDataModule(
-        VideoMatteForegrounds(root), ImageBackgrounds(blue_backgrounds(tmp_path)), num_frames=2, height=32, width=32,
-        train_size=16, scene={"min_objects": 4, "max_objects": 4},
+        VideoMatteForegrounds(root),
+        ImageBackgrounds(blue_backgrounds(tmp_path)),
+        num_frames=2,
+        height=32,
+        width=32,
+        train_size=16,
+        scene={"min_objects": 4, "max_objects": 4},
     )
     with pytest.raises(ValueError, match="broken"):
         for i in range(16):

@@ -8,8 +8,8 @@ import torch
 from any2bokeh.metrics import training_metrics
 from any2bokeh.metrics.video_metrics import TEST_NOTICE
 from any2bokeh.training import train
-from tests.metric_networks import squeezenet_file
-from tests.train_configs import tiny_config
+from tests.helpers.metric_networks import squeezenet_file
+from tests.helpers.train_configs import tiny_config
 
 # one optimiser step, validated, then tested on one 2-frame clip
 ONE_STEP = ["test=true", "trainer.max_steps=1", "trainer.val_check_interval=1"]

@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from any2bokeh.utils.hydra import compose_config
 from any2bokeh.data import TestSetDataset
 from any2bokeh.data.testset import main as export_command
 from any2bokeh.evaluation import evaluate
-from tests.video_files import write_frame_folder
+from any2bokeh.utils.hydra import compose_config
+from tests.helpers.video_files import write_frame_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 # 4 videos x 9 frames at 256x144, as the issue asks
@@ -84,14 +84,29 @@ def test_identity_and_classical_write_the_table_and_the_plot(tmp_path, testset):
 
     run_dir = tmp_path / "classical" / "run"
     saved = json.loads((run_dir / "results.json").read_text())
-    assert saved["groups"]["synthetic/II"]["metrics"]["psnr"] == pytest.approx(metrics(classical, "synthetic/II")["psnr"])
+    assert saved["groups"]["synthetic/II"]["metrics"]["psnr"] == pytest.approx(
+        metrics(classical, "synthetic/II")["psnr"]
+    )
     report = (run_dir / "results.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| Method"))
     titles = [cell.strip() for cell in header.strip("|").split("|")]
-    assert titles == ["Method", "FD↓", "RM↓", "VFID-I↓", "FVD↓", "SSIM↑", "PSNR↑", "LPIPS↓", "VEPI↑",
-                      "Time↓ (s/frame)", "Videos"]
+    assert titles == [
+        "Method",
+        "FD↓",
+        "RM↓",
+        "VFID-I↓",
+        "FVD↓",
+        "SSIM↑",
+        "PSNR↑",
+        "LPIPS↓",
+        "VEPI↑",
+        "Time↓ (s/frame)",
+        "Videos",
+    ]
     # the paper's rows beside ours, with the paper's numbers
-    assert "| Any-to-Bokeh (paper) | 0.431 | 0.0070 | 1.479 | 9.005 | 0.974 | 38.899 | 0.019 | 0.944 | 0.363 |" in report
+    assert (
+        "| Any-to-Bokeh (paper) | 0.431 | 0.0070 | 1.479 | 9.005 | 0.974 | 38.899 | 0.019 | 0.944 | 0.363 |" in report
+    )
     ours = next(line for line in report.splitlines() if line.startswith("| **classical**"))
     assert f"{metrics(classical)['psnr']:.3f}" in ours and "(fd_dis)" in ours and "4/4 synthetic" in ours
     assert "## Per perturbation mode" in report and "## Per K" in report
@@ -151,12 +166,22 @@ class KillingRenderer(ClassicalRenderer):
 def test_a_killed_evaluation_resumes_where_it_stopped(tmp_path, testset):
     (tmp_path / "killer.py").write_text(KILLER)
     log = tmp_path / "renders.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src"), str(ROOT)]),
-           "RENDER_LOG": str(log)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src"), str(ROOT)]),
+        "RENDER_LOG": str(log),
+    }
     command = [
-        sys.executable, "evaluate.py", "renderer=classical", "renderer._target_=killer.KillingRenderer",
-        f"synthetic.root={testset}", "synthetic.modes=[I]", f"paths.log_dir={tmp_path}",
-        f"hydra.run.dir={tmp_path}/run", "cpu_threads=1", "trainer.enable_progress_bar=false",
+        sys.executable,
+        "evaluate.py",
+        "renderer=classical",
+        "renderer._target_=killer.KillingRenderer",
+        f"synthetic.root={testset}",
+        "synthetic.modes=[I]",
+        f"paths.log_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path}/run",
+        "cpu_threads=1",
+        "trainer.enable_progress_bar=false",
     ]
     killed = subprocess.run(command, cwd=ROOT, env={**env, "KILL_AT": "3"}, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -193,7 +218,9 @@ def test_two_processes_give_the_same_table_as_one(tmp_path, testset):
     for group in ("synthetic/I", "synthetic/III"):
         assert two["groups"][group]["videos_used"] == 4
         expected = {k: v for k, v in metrics(one, group).items() if k != "time_per_frame"}
-        assert {k: v for k, v in metrics(two, group).items() if k != "time_per_frame"} == pytest.approx(expected, rel=1e-6)
+        assert {k: v for k, v in metrics(two, group).items() if k != "time_per_frame"} == pytest.approx(
+            expected, rel=1e-6
+        )
     reports = [(tmp_path / name / "run" / "results.md").read_text() for name in ("one", "two")]
     assert table_without_time(reports[0]) == table_without_time(reports[1])
 
@@ -204,8 +231,16 @@ def test_a_saved_model_is_evaluated_through_the_predict_path(tmp_path, testset):
 
     AnyToBokeh.tiny(seed=0).save_pretrained(tmp_path / "tiny")
     results = run(
-        tmp_path, testset, "renderer=model", f"renderer.path={tmp_path / 'tiny'}", "method=tiny",
-        "window=4", "overlap=2", "working_area=4096", "synthetic.modes=[I]", "synthetic.limit=2",
+        tmp_path,
+        testset,
+        "renderer=model",
+        f"renderer.path={tmp_path / 'tiny'}",
+        "method=tiny",
+        "window=4",
+        "overlap=2",
+        "working_area=4096",
+        "synthetic.modes=[I]",
+        "synthetic.limit=2",
     )
     group = results["groups"]["synthetic/I"]
     assert (group["videos_used"], group["videos_total"]) == (2, 2) and results["failures"] == []
@@ -294,10 +329,15 @@ def test_network_metrics_with_local_weights_and_cached_features(tmp_path):
     torch.save(InceptionI3d().state_dict(), tmp_path / "i3d.pt")
     # 16 frames: one FVD clip and one VFID-I clip per video; 128 px: RAFT's smallest input
     root = tmp_path / "set16"
-    export_command(["export", "--out", str(root), "--num-videos", "2", "--num-frames", "16", "--height", "128", "--width", "128"])
+    export_command(
+        ["export", "--out", str(root), "--num-videos", "2", "--num-frames", "16", "--height", "128", "--width", "128"]
+    )
     overrides = [
-        "renderer=identity", "synthetic.modes=[I]", f"metrics.lpips={tmp_path / 'squeezenet.pth'}",
-        f"metrics.raft={tmp_path / 'raft.pth'}", f"metrics.i3d={tmp_path / 'i3d.pt'}",
+        "renderer=identity",
+        "synthetic.modes=[I]",
+        f"metrics.lpips={tmp_path / 'squeezenet.pth'}",
+        f"metrics.raft={tmp_path / 'raft.pth'}",
+        f"metrics.i3d={tmp_path / 'i3d.pt'}",
     ]
     results = run(tmp_path, root, *overrides)
     scores = metrics(results)

@@ -193,10 +193,14 @@ def test_from_pretrained_errors(svd_folder, tmp_path):
     (folder / "any2bokeh_config.json").write_text(json.dumps({**config, "version": 7}))
     with pytest.raises(ValueError, match="unknown any2bokeh config version 7"):
         AnyToBokeh.from_pretrained(folder)
-    (folder / "any2bokeh_config.json").write_text(json.dumps({**config, "options": {**config["options"], "n_plane": 4}}))
+    (folder / "any2bokeh_config.json").write_text(
+        json.dumps({**config, "options": {**config["options"], "n_plane": 4}})
+    )
     with pytest.raises(ValueError, match=r"any2bokeh_config.json: .*unknown option\(s\) \['n_plane'\]"):
         AnyToBokeh.from_pretrained(folder)
-    (folder / "any2bokeh_config.json").write_text(json.dumps({**config, "options": {**config["options"], "ff_mult": 4}}))
+    (folder / "any2bokeh_config.json").write_text(
+        json.dumps({**config, "options": {**config["options"], "ff_mult": 4}})
+    )
     with pytest.raises(ValueError, match=r"the weights in .*other does not fit the architecture"):
         AnyToBokeh.from_pretrained(folder)
 
@@ -280,13 +284,17 @@ def test_version_1_files(tmp_path):
     trained = AnyToBokeh.tiny(seed=0, use_image_encoder=False, fps=6)
     open_gates(trained, seed=3)
     folder = trained.save_pretrained(tmp_path / "saved")
-    options = {key: value for key, value in trained.config["options"].items() if key not in ("ff_mult", "max_key_tokens")}
+    options = {
+        key: value for key, value in trained.config["options"].items() if key not in ("ff_mult", "max_key_tokens")
+    }
     (folder / "any2bokeh_config.json").write_text(json.dumps({"format": "any2bokeh", "version": 1, **options}))
     assert AnyToBokeh.from_pretrained(folder).options == trained.options
 
     old_config = {**options, "source": {"kind": "tiny", "seed": 0}}
     path = lightning_checkpoint(trained, tmp_path / "old.ckpt", any2bokeh_config=old_config)
-    with pytest.raises(ValueError, match=r"version-1 checkpoint.*'kind': 'tiny'.*from_checkpoint\(ckpt, model=.*save_pretrained"):
+    with pytest.raises(
+        ValueError, match=r"version-1 checkpoint.*'kind': 'tiny'.*from_checkpoint\(ckpt, model=.*save_pretrained"
+    ):
         AnyToBokeh.from_checkpoint(path)
     converted = AnyToBokeh.from_checkpoint(path, model=AnyToBokeh.tiny(use_image_encoder=False, fps=6))
     loaded = AnyToBokeh.from_pretrained(converted.save_pretrained(tmp_path / "converted"))
@@ -312,7 +320,10 @@ def test_models_saved_before_an_option_existed_keep_their_behaviour(tmp_path):
     # today's defaults are the other choices, so the legacy values did not come from the defaults
     defaults = AnyToBokeh.tiny().options
     assert {key: getattr(defaults, key) for key in legacy} == {
-        "key_mask": "coverage", "k_residual": True, "k_encoding": "log", "k_gain": True
+        "key_mask": "coverage",
+        "k_residual": True,
+        "k_encoding": "log",
+        "k_gain": True,
     }
 
 
@@ -326,9 +337,7 @@ def test_from_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="no 'any2bokeh_config'"):
         AnyToBokeh.from_checkpoint(path)
     with pytest.raises(ValueError, match=r"unexpected .*image_encoder"):
-        AnyToBokeh.from_checkpoint(
-            lightning_checkpoint(AnyToBokeh.tiny(), tmp_path / "clip.ckpt"), model
-        )
+        AnyToBokeh.from_checkpoint(lightning_checkpoint(AnyToBokeh.tiny(), tmp_path / "clip.ckpt"), model)
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["state_dict"]["net.vae.skip_convs.0.weight"] = torch.zeros(1, 1, 1, 1)
     torch.save(checkpoint, tmp_path / "reshaped.ckpt")

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from any2bokeh.models import AnyToBokeh, mpi_regions, save_tiny_svd, vd_image
-from tests.forward_calls import forward_calls
+from tests.helpers.forward_calls import forward_calls
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 
@@ -58,6 +58,7 @@ def test_encode_decode(model):
         latents, skips = model.encode(aif, return_skips=True)
         plain = model.vae.vae.encode(aif.flatten(0, 1)).latent_dist.mode()
         torch.testing.assert_close(latents.flatten(0, 1), plain * model.vae.config.scaling_factor)
+        # encode is encode_with_skips without keeping the skips: the same kernels on the same tensors
         assert len(skips) == 2 and torch.equal(model.encode(aif), latents)
         frames = model.decode(latents, skips)
         # zero skips: decoding with and without them agrees at initialisation

@@ -13,7 +13,8 @@ from hydra.errors import ConfigCompositionException
 
 from any2bokeh.io import has_audio, read_video
 from any2bokeh.prediction import compose_predict_config, predict
-from tests.video_files import write_corrupt_mp4, write_mp4, write_video_with_audio
+from tests.helpers.depth_networks import save_tiny_depth_anything
+from tests.helpers.video_files import write_corrupt_mp4, write_mp4, write_video_with_audio
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -42,7 +43,9 @@ def _clip(folder, name, num_frames=6, fps=10, disparity_frames=None, seed=0, aud
 
 
 def _cfg(output_dir, *overrides):
-    return compose_predict_config(CONF, [f"output_dir={output_dir}", "trainer.enable_progress_bar=false", *overrides], log_dir=output_dir)
+    return compose_predict_config(
+        CONF, [f"output_dir={output_dir}", "trainer.enable_progress_bar=false", *overrides], log_dir=output_dir
+    )
 
 
 def _sidecar(output_dir, name):
@@ -64,8 +67,19 @@ def test_a_batch_writes_good_clips_reports_bad_ones_and_skips_finished_ones(tmp_
     # the command line: the exit code says that a video failed
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     result = subprocess.run(
-        [sys.executable, "predict.py", f"input={clips}", f"output_dir={out}", f"hydra.run.dir={tmp_path / 'log'}", "cpu_threads=1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "predict.py",
+            f"input={clips}",
+            f"output_dir={out}",
+            f"hydra.run.dir={tmp_path / 'log'}",
+            "cpu_threads=1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 1, result.stderr[-3000:]
     log = result.stdout + result.stderr
@@ -109,8 +123,17 @@ def test_manifest_columns_set_focus_and_k_per_video(tmp_path):
     _clip(tmp_path, "a", num_frames=8)
     _clip(tmp_path, "b", num_frames=8, seed=3)
     (tmp_path / "list.jsonl").write_text(
-        json.dumps({"input": "a.mp4", "focus": {"value": 0.25}, "k": [{"frame": 0, "k": 4}, {"frame": 7, "k": 32}]}) + "\n"
-        + json.dumps({"input": "b.mp4", "name": "b_far", "focus.keyframes": [{"frame": 0, "value": 1.0}, {"frame": 7, "value": 0.0}], "focus.transition": 7}) + "\n"
+        json.dumps({"input": "a.mp4", "focus": {"value": 0.25}, "k": [{"frame": 0, "k": 4}, {"frame": 7, "k": 32}]})
+        + "\n"
+        + json.dumps(
+            {
+                "input": "b.mp4",
+                "name": "b_far",
+                "focus.keyframes": [{"frame": 0, "value": 1.0}, {"frame": 7, "value": 0.0}],
+                "focus.transition": 7,
+            }
+        )
+        + "\n"
     )
     out = tmp_path / "out"
     summary = predict(_cfg(out, f"input={tmp_path / 'list.jsonl'}", "renderer=identity", "focus.point=[0.3,0.5]"))
@@ -159,8 +182,17 @@ def test_the_model_renderer_end_to_end_with_a_saved_tiny_model(tmp_path):
     _clip(tmp_path, "long", num_frames=11)  # longer than the window
     _clip(tmp_path, "short", num_frames=3, seed=4)
     out = tmp_path / "out"
-    overrides = ["renderer=model", f"renderer.path={tmp_path / 'tiny'}", "window=4", "overlap=2", "working_area=1536", "cpu_threads=1"]
-    summary = predict(_cfg(out, f"input=[{tmp_path / 'long.mp4'},{tmp_path / 'short.mp4'}]", "focus.value=0.5", *overrides))
+    overrides = [
+        "renderer=model",
+        f"renderer.path={tmp_path / 'tiny'}",
+        "window=4",
+        "overlap=2",
+        "working_area=1536",
+        "cpu_threads=1",
+    ]
+    summary = predict(
+        _cfg(out, f"input=[{tmp_path / 'long.mp4'},{tmp_path / 'short.mp4'}]", "focus.value=0.5", *overrides)
+    )
     assert summary.exit_code == 0, summary.table()
     assert read_video(out / "long.mp4").frames.shape == (11, 48, 64, 3)
     assert read_video(out / "short.mp4").frames.shape == (3, 48, 64, 3)
@@ -168,7 +200,9 @@ def test_the_model_renderer_end_to_end_with_a_saved_tiny_model(tmp_path):
     assert renderer["name"] == "model" and renderer["window"] == 4 and renderer["path"] == str(tmp_path / "tiny")
 
     # missing weights fail every video with the path, and the run still ends with its summary
-    missing = predict(_cfg(tmp_path / "out2", f"input={tmp_path / 'short.mp4'}", *overrides[:1], "renderer.path=/no/weights"))
+    missing = predict(
+        _cfg(tmp_path / "out2", f"input={tmp_path / 'short.mp4'}", *overrides[:1], "renderer.path=/no/weights")
+    )
     (row,) = missing.rows
     assert row["status"] == "failed" and "/no/weights" in row["reason"] and missing.exit_code == 1
 
@@ -206,8 +240,6 @@ def test_no_input_renders_the_demo_clip_and_tracks_its_target(tmp_path):
 
 
 def test_a_depth_anything_folder_gives_the_disparity_when_no_file_does(tmp_path):
-    from tests.unit.test_disparity_inputs import save_tiny_depth_anything
-
     save_tiny_depth_anything(tmp_path / "depth")
     clip = tmp_path / "clip.mp4"
     write_mp4(clip, _frames(4), 10)  # no clip.disparity.npy beside it

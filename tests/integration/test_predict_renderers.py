@@ -32,7 +32,9 @@ def test_one_window_renders_what_the_model_renders(tiny):
     renderer = ModelRenderer(tiny, window=8, overlap=4, area=16 * 24)
     out = renderer(frames, disparity, torch.full((4,), 0.4), torch.full((4,), 12.0))
     # the same clip through the model's own forward, K scaled from 1024 px to the 24 px working width
-    expected = tiny(frames[None] * 2 - 1, resize(disparity, (16, 24)).clamp(0, 1)[None], 0.4, 12.0 * 24 / 1024).frames[0]
+    expected = tiny(frames[None] * 2 - 1, resize(disparity, (16, 24)).clamp(0, 1)[None], 0.4, 12.0 * 24 / 1024).frames[
+        0
+    ]
     assert out.shape == frames.shape and out.dtype == frames.dtype
     assert torch.allclose(out, ((expected + 1) / 2).clamp(0, 1), atol=1e-4)
 
@@ -42,10 +44,16 @@ def test_a_clip_longer_than_the_window_runs_in_overlapping_windows(tiny, monkeyp
     frames = (frames * 255).round().to(torch.uint8)
     calls = []
     original = tiny.predict_latents
-    monkeypatch.setattr(tiny, "predict_latents", lambda aif, *args, **kw: calls.append(aif.shape[1]) or original(aif, *args, **kw))
+    monkeypatch.setattr(
+        tiny, "predict_latents", lambda aif, *args, **kw: calls.append(aif.shape[1]) or original(aif, *args, **kw)
+    )
     progress = []
     out = ModelRenderer(tiny, window=4, overlap=2, area=16 * 24)(
-        frames, disparity, torch.linspace(0.2, 0.8, 11), torch.full((11,), 8.0), progress=lambda d, t: progress.append((d, t))
+        frames,
+        disparity,
+        torch.linspace(0.2, 0.8, 11),
+        torch.full((11,), 8.0),
+        progress=lambda d, t: progress.append((d, t)),
     )
     plan = overlap_windows(11, 4, 2)
     assert calls == [4] * len(plan) and len(plan) == 5

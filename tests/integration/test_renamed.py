@@ -10,7 +10,7 @@ import torch
 from any2bokeh.inference.model_renderer import ModelRenderer
 from any2bokeh.renamed import new_name
 from any2bokeh.training import train
-from tests.train_configs import tiny_config
+from tests.helpers.train_configs import tiny_config
 
 # (old path, new path) of objects that configs, checkpoints and scripts named before the move
 MOVED = [

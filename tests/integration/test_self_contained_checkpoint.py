@@ -7,7 +7,7 @@ import torch
 
 from any2bokeh.models import AnyToBokeh, save_tiny_svd
 from any2bokeh.training import train
-from tests.train_configs import tiny_config
+from tests.helpers.train_configs import tiny_config
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from omegaconf import open_dict, read_write
 from any2bokeh.models import AnyToBokeh
 from any2bokeh.training import metric_value, train
 from any2bokeh.utils.hydra import instantiate_loggers
-from tests.train_configs import ROOT, TINY_RUN, tiny_config
+from tests.helpers.train_configs import ROOT, TINY_RUN, tiny_config
 
 
 @pytest.mark.slow
@@ -60,6 +60,15 @@ def test_two_process_cpu_ddp(tmp_path):
     assert checkpoint["global_step"] == 2
     assert checkpoint["epoch"] == 1  # one process would have taken both steps in epoch 0
     assert "val/psnr" in metrics
+
+
+@pytest.mark.slow
+def test_stage3_runs_under_two_process_ddp(tmp_path):
+    # DDP without find_unused_parameters stops when a trainable parameter gets no gradient
+    _, objects = train(tiny_config(tmp_path, "stage=stage3", "hardware=ddp_cpu2", "data.train_size=2", "logger=none"))
+    assert objects["trainer"].world_size == 2
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 2
 
 
 @pytest.mark.slow
@@ -128,3 +137,12 @@ def test_optimized_metric_must_be_logged():
     assert metric_value({}, None) is None
     with pytest.raises(KeyError, match="val/lpips"):
         metric_value({"val/psnr": 20.0}, "val/lpips")
+
+
+@pytest.mark.slow
+def test_a_run_shorter_than_the_validation_interval_still_reports_the_optimized_metric(tmp_path):
+    # 2 steps with validation every 20: the final weights are validated once fitting ends
+    metrics, objects = train(tiny_config(tmp_path, "trainer.val_check_interval=20", "logger=none"))
+    assert objects["trainer"].global_step == 2
+    assert {"train/loss", "val/psnr", "val/ssim"} <= metrics.keys()
+    assert list((tmp_path / "videos").glob("*.mp4"))

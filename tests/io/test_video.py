@@ -20,14 +20,17 @@ from any2bokeh.io import (
 )
 from any2bokeh.io import video as video_module
 from any2bokeh.utils.atomic import atomic_path
-from tests.video_files import write_corrupt_mp4, write_frame_folder, write_video_with_audio
-from tests.video_files import write_mp4 as write_test_mp4
+from tests.helpers.video_files import write_corrupt_mp4, write_frame_folder, write_video_with_audio
+from tests.helpers.video_files import write_mp4 as write_test_mp4
 
 
 def make_frames(count=6, height=16, width=32, seed=0):
     """Smooth gradients, different in every frame, that H.264 keeps within a few levels."""
     yy, xx = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
-    frames = [np.stack([20 + 150 * xx + 10 * t, 30 + 150 * yy + 12 * t, np.full_like(xx, 40 + 20 * t + seed)], -1) for t in range(count)]
+    frames = [
+        np.stack([20 + 150 * xx + 10 * t, 30 + 150 * yy + 12 * t, np.full_like(xx, 40 + 20 * t + seed)], -1)
+        for t in range(count)
+    ]
     return np.clip(np.stack(frames), 0, 255).round().astype(np.uint8)
 
 

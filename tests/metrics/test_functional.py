@@ -96,8 +96,9 @@ def test_frechet_distance_of_gaussians_by_hand():
     assert functional.frechet_distance(mu1, sigma1, mu2, sigma2).item() == pytest.approx(14.0, abs=1e-9)
     # the same in a rotated basis
     rotation, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))
-    rotated = functional.frechet_distance(mu1 @ rotation.T, rotation @ sigma1 @ rotation.T, mu2 @ rotation.T,
-                                          rotation @ sigma2 @ rotation.T)
+    rotated = functional.frechet_distance(
+        mu1 @ rotation.T, rotation @ sigma1 @ rotation.T, mu2 @ rotation.T, rotation @ sigma2 @ rotation.T
+    )
     assert rotated.item() == pytest.approx(14.0, abs=1e-5)
 
 

@@ -100,7 +100,9 @@ def test_fourier_k_log_encoding_embeds_octaves_of_blur():
     assert torch.equal(embedding, fourier_k(k, encoding="log"))
     u = torch.log2(1 + k)
     frequencies = torch.logspace(math.log10(0.25), math.log10(8.0), 16)
-    assert torch.allclose(embedding, torch.cat([(u[:, None] * frequencies).sin(), (u[:, None] * frequencies).cos()], -1), atol=1e-5)
+    assert torch.allclose(
+        embedding, torch.cat([(u[:, None] * frequencies).sin(), (u[:, None] * frequencies).cos()], -1), atol=1e-5
+    )
     # the slowest cosine falls with K over the whole range: the embedding orders K
     assert (embedding[1:, 16] < embedding[:-1, 16]).all()
     # K = 0 sits at the origin of the angles, as with the raw encoding

@@ -3,7 +3,7 @@ import torch
 
 from any2bokeh.models.tiny import tiny_vae
 from any2bokeh.models.vae import SkipVAE
-from tests.forward_calls import forward_calls
+from tests.helpers.forward_calls import forward_calls
 
 
 @pytest.fixture
@@ -54,6 +54,7 @@ def test_encoder_matches_and_caches_down_block_inputs(vae, frames):
     assert shapes == [(6, 32, 32, 32), (6, 32, 16, 16)]
     with torch.no_grad():
         bare = skip_vae.encode(frames, keep_skips=False)
+    # keeping the skips only records features on the way: the same computation, so equal bit for bit
     assert bare.skips == [] and torch.equal(bare.latent_dist.mean, encoding.latent_dist.mean)
 
 
@@ -131,7 +132,9 @@ def test_decoder_parameters_are_the_decoder_and_skips_that_run(vae):
     assert any(name.startswith("skip_convs.") for name in names)
     assert not any(name.startswith(("vae.encoder.", "vae.quant_conv")) for name in names)
     # the tiny decoder's mid block has one resnet: its attention never runs, so it is not trained
-    mid_attention = {f"vae.{name}" for name, _ in vae.named_parameters() if name.startswith("decoder.mid_block.attentions")}
+    mid_attention = {
+        f"vae.{name}" for name, _ in vae.named_parameters() if name.startswith("decoder.mid_block.attentions")
+    }
     assert mid_attention and not mid_attention & set(names)
     expected = {name for name, _ in skip_vae.named_parameters() if name.startswith(("vae.decoder.", "skip_convs."))}
     assert set(names) == expected - mid_attention

@@ -82,7 +82,9 @@ def test_two_planes_agree_with_render_layers_away_from_the_occlusion_edge(focus)
     truth = render_layers(images, alphas, planes, K, d_f, samples_per_side=LENS)[0]
     # the default transparent margin changes only what lies within a blur radius of the image's edge
     for exact_borders, image_border in ((True, 0), (False, 11)):
-        out = render_disparity_map(frame[None], disparity[None], K, d_f, samples_per_side=LENS, exact_borders=exact_borders)
+        out = render_disparity_map(
+            frame[None], disparity[None], K, d_f, samples_per_side=LENS, exact_borders=exact_borders
+        )
         keep = away_from(rectangle, 11, image_border)
         assert keep[rectangle].sum() > 100 and keep[~rectangle].sum() > 400
         assert torch.allclose(out[0][:, keep], truth[:, keep], atol=1e-4)
@@ -95,7 +97,9 @@ def test_a_single_plane_renders_exactly_as_render_layers():
         out = render_disparity_map(image[None], torch.full((1, H, W), d), K, d_f, samples_per_side=LENS)
         planes = torch.tensor([[[0.0, 0.0, 2 / (1 + d)]]], dtype=torch.float64)
         # the same plane in render_layers' own units: c = 1/d with d = (1 + d) / 2, K doubled
-        truth = render_layers(image[None, None], torch.ones(1, 1, 1, H, W), planes, 2 * K, (1 + d_f) / 2, samples_per_side=LENS)
+        truth = render_layers(
+            image[None, None], torch.ones(1, 1, 1, H, W), planes, 2 * K, (1 + d_f) / 2, samples_per_side=LENS
+        )
         assert torch.allclose(out, truth, atol=1e-6)
     # and in plain units where render_layers can take them (d_f > 0, d > 0)
     out = render_disparity_map(image[None], torch.full((1, H, W), 0.3), 24.0, 0.7, samples_per_side=LENS)

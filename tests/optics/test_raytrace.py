@@ -1,4 +1,5 @@
-"""Physics of the exact thin-lens ray tracer (MPIB semantics), on small images and coarse lens lattices."""
+"""Physics of the exact thin-lens ray tracer (MPIB semantics), on small images and coarse lens lattices; and the
+tracer against a deliberately naive one written straight from its specification."""
 
 import math
 
@@ -8,6 +9,7 @@ import torch
 from any2bokeh.data.layer_scenes import random_layer_scene
 from any2bokeh.optics import ALPHA_SKIP, ALPHA_STOP, composite_over, lens_lattice, raytrace
 from any2bokeh.optics.raytrace import trace_fronto_parallel
+from tests.helpers.naive_raytrace import naive_raytrace
 
 
 def _layers(*layers, height=40, width=48):
@@ -124,7 +126,9 @@ def test_tilted_plane_is_sharp_where_it_crosses_the_focus():
 def test_fronto_parallel_fast_path_equals_general_ray_path():
     s = random_layer_scene(24, 32, num_objects=3, K=24.0, seed=3, reference_width=64)
     fast = raytrace(s.images, s.alphas, s.planes, s.K, s.disp_focus, samples_per_side=7)
-    general = raytrace(s.images, s.alphas, s.planes, s.K, s.disp_focus, samples_per_side=7, general=True, max_elements=500)
+    general = raytrace(
+        s.images, s.alphas, s.planes, s.K, s.disp_focus, samples_per_side=7, general=True, max_elements=500
+    )
     assert torch.allclose(fast, general, atol=1e-5)
 
 
@@ -184,7 +188,9 @@ def test_cpu_and_cuda_agree():
     tilted = s.planes.clone()
     tilted[..., 0] = 1e-4
     cpu = raytrace(s.images, s.alphas, tilted, s.K, s.disp_focus, samples_per_side=7)
-    cuda = raytrace(s.images.cuda(), s.alphas.cuda(), tilted.cuda(), s.K.cuda(), s.disp_focus.cuda(), samples_per_side=7)
+    cuda = raytrace(
+        s.images.cuda(), s.alphas.cuda(), tilted.cuda(), s.K.cuda(), s.disp_focus.cuda(), samples_per_side=7
+    )
     assert torch.allclose(cpu, cuda.cpu(), atol=1e-4)
 
 
@@ -212,7 +218,117 @@ def test_composite_over_is_the_ray_tracer_at_zero_blur():
     traced = raytrace(s.images, alphas, s.planes, 0.0, s.disp_focus, samples_per_side=3)
     torch.testing.assert_close(composite_over(s.images, alphas), traced, rtol=0, atol=1e-6)
     # Without the thresholds (plain "over") those stripes would differ.
-    plain = sum(
-        alphas[:, i] * s.images[:, i] * torch.prod(1 - alphas[:, :i], dim=1) for i in range(alphas.shape[1])
-    )
+    plain = sum(alphas[:, i] * s.images[:, i] * torch.prod(1 - alphas[:, :i], dim=1) for i in range(alphas.shape[1]))
     assert (plain - traced).abs().amax() > 1e-3
+
+
+# ---- against the naive reference tracer of tests/helpers/naive_raytrace.py ----
+
+
+def _scene(seed, planes, height=10, width=12):
+    """Random colours and alphas for the given [L, 3] planes, nearest first; the last layer is opaque.
+
+    Front layers get transparent holes, soft ramps, nearly-transparent (below the skip threshold) and nearly-opaque
+    (above the stop threshold) patches, so every compositing branch is taken.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n_layers = len(planes)
+    images = torch.rand(n_layers, 3, height, width, generator=g, dtype=torch.float64)
+    alphas = torch.rand(n_layers, 1, height, width, generator=g, dtype=torch.float64)
+    for li in range(n_layers - 1):
+        r0, c0 = (
+            int(torch.randint(0, height // 2, (1,), generator=g)),
+            int(torch.randint(0, width // 2, (1,), generator=g)),
+        )
+        alphas[li, 0, :, : c0 // 2] = 0  # a fully transparent band
+        alphas[li, 0, r0 : r0 + 3, c0 : c0 + 3] = 0.005  # skipped everywhere
+        alphas[li, 0, r0 + 4 : r0 + 6, c0 + 4 : c0 + 7] = 0.995  # stops the ray
+    alphas[-1] = 1.0
+    return images, alphas, torch.tensor(planes, dtype=torch.float64)
+
+
+# (planes nearest first, K, d_f, lens samples per side). The values are generic on purpose: where a ray lands exactly on
+# the image border (say an integer lens shift from an edge pixel), the specification itself jumps, and float rounding
+# decides either way in any implementation.
+FRONTO = [
+    ([[0, 0, 1.5], [0, 0, 150.0]], 6.0, 0.3, 5),
+    ([[0, 0, 1.2], [0, 0, 2.0], [0, 0, 120.0]], 9.3, 0.5, 7),  # middle layer exactly in focus
+    ([[0, 0, 1.1], [0, 0, 3.7], [0, 0, 190.0]], 14.0, 0.9, 9),  # focus just behind the nearest layer
+    ([[0, 0, 2.5], [0, 0, 4.0], [0, 0, 100.0]], 4.0, 0.01, 6),  # background exactly in focus; even n (no centre sample)
+    ([[0, 0, 1.3], [0, 0, 4.5], [0, 0, 160.0]], 0.0, 0.6, 5),  # pinhole: plain over-compositing
+]
+
+
+TILTED = [
+    ([[0.021, -0.013, 1.53], [0, 0, 150.3]], 6.1, 0.35, 5),
+    ([[-0.031, 0.023, 1.43], [0.011, 0.017, 2.61], [0.031, -0.043, 141.7]], 10.3, 0.61, 7),
+    ([[0.031, 0.029, 2.03], [-0.011, 0.0, 3.07], [0, 0.047, 110.3]], 15.7, 0.27, 9),  # first plane crosses d_f
+    ([[0.0, -0.023, 1.21], [0.019, 0.0, 180.3]], 3.1, 0.95, 6),
+]
+
+
+@pytest.mark.parametrize("planes, K, d_f, n", FRONTO + TILTED)
+@pytest.mark.parametrize("general", [False, True])
+def test_raytrace_matches_naive_reference_in_float64(planes, K, d_f, n, general):
+    images, alphas, planes = _scene(len(planes) * 10 + n, planes)
+    expected = naive_raytrace(images, alphas, planes, K, d_f, n)
+    out = raytrace(
+        images[None], alphas[None], planes[None], K, d_f, samples_per_side=n, general=general, max_elements=97
+    )
+    assert out.dtype == torch.float64
+    assert (out[0] - expected).abs().max().item() < 1e-9
+
+
+@pytest.mark.parametrize("planes, K, d_f, n", FRONTO + TILTED)
+@pytest.mark.parametrize("general", [False, True])
+def test_raytrace_matches_naive_reference_in_float32(planes, K, d_f, n, general):
+    # float32 layers: the same rays, up to float32 rounding of the inputs and the accumulation
+    images, alphas, planes = _scene(len(planes) * 10 + n, planes)
+    expected = naive_raytrace(images, alphas, planes, K, d_f, n)
+    out = raytrace(
+        images[None].float(), alphas[None].float(), planes[None].float(), K, d_f, samples_per_side=n, general=general
+    )
+    assert out.dtype == torch.float32
+    assert (out[0].double() - expected).abs().max().item() < 2e-6
+
+
+def test_batch_with_per_scene_k_and_focus_matches_naive_reference():
+    scenes = [_scene(s, p) for s, (p, _, _, _) in enumerate([FRONTO[0], TILTED[0]])]
+    K, d_f = [FRONTO[0][1], TILTED[0][1]], [FRONTO[0][2], TILTED[0][2]]
+    images, alphas, planes = (torch.stack(t) for t in zip(*scenes))
+    out = raytrace(
+        images,
+        alphas,
+        planes,
+        torch.tensor(K, dtype=torch.float64),
+        torch.tensor(d_f, dtype=torch.float64),
+        samples_per_side=5,
+    )
+    for i, (im, al, pl) in enumerate(scenes):
+        expected = naive_raytrace(im, al, pl, K[i], d_f[i], 5)
+        assert (out[i] - expected).abs().max().item() < 1e-9
+
+
+@pytest.mark.parametrize("rows, cols", [((3, 6), (4, 8)), ((0, 2), (9, 12)), ((7, 10), (0, 1))])
+def test_small_front_objects_match_naive_reference(rows, cols):
+    # front layers that cover only a small block (inside, or touching the image border) over a background
+    images, alphas, planes = _scene(11, [[0, 0, 1.17], [0, 0, 3.9], [0, 0, 133.0]])
+    mask = torch.zeros(1, 10, 12, dtype=torch.float64)
+    mask[:, rows[0] : rows[1], cols[0] : cols[1]] = 1
+    alphas[0] *= mask
+    alphas[1] *= mask.roll((1, -1), dims=(1, 2))
+    for K, d_f in ((7.3, 0.29), (11.9, 0.81)):
+        expected = naive_raytrace(images, alphas, planes, K, d_f, 7)
+        out = raytrace(images[None], alphas[None], planes[None], K, d_f, samples_per_side=7)[0]
+        assert (out - expected).abs().max().item() < 1e-9
+
+
+def test_unreached_pixels_are_black_in_both():
+    # one out-of-focus layer, transparent on its left half: pixels whose rays all land there (or leave the image) get
+    # no weight
+    images, alphas, planes = _scene(7, [[0, 0, 2.0]])
+    alphas[0, 0, :, :6] = 0
+    expected = naive_raytrace(images, alphas, planes, 3.0, 0.3, 5)
+    out = raytrace(images[None], alphas[None], planes[None], 3.0, 0.3, samples_per_side=5)[0]
+    assert (expected[:, :, :3] == 0).all()
+    assert (out - expected).abs().max().item() < 1e-9

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from any2bokeh.prediction.jobs import list_jobs, merge_settings, sibling_disparity
-from any2bokeh.utils.sampler import ShardSampler
 
 BASE = {"disparity": None, "depth_model": None, "k": 16, "focus": {"value": None, "point": [0.5, 0.5], "frame": 0}}
 
@@ -60,7 +59,9 @@ def test_csv_manifest_columns_override_the_run_settings(tmp_path):
 
 def test_jsonl_manifest_takes_nested_focus_and_rejects_unknown_columns(tmp_path):
     _touch(tmp_path / "a.mp4")
-    (tmp_path / "list.jsonl").write_text(json.dumps({"input": "a.mp4", "focus": {"mask": "masks", "object_id": 2}}) + "\n")
+    (tmp_path / "list.jsonl").write_text(
+        json.dumps({"input": "a.mp4", "focus": {"mask": "masks", "object_id": 2}}) + "\n"
+    )
     (job,) = list_jobs(tmp_path / "list.jsonl", BASE)
     assert job.settings["focus"]["mask"] == str(tmp_path / "masks") and job.settings["focus"]["object_id"] == 2
     (tmp_path / "bad.jsonl").write_text(json.dumps({"input": "a.mp4", "focal": 0.3}) + "\n")
@@ -88,10 +89,3 @@ def test_merge_keeps_the_run_settings_where_a_row_is_silent():
     merged = merge_settings(BASE, {"input": "x.mp4", "focus.transition": 4})
     assert merged["focus"]["point"] == [0.5, 0.5] and merged["focus"]["transition"] == 4
     assert BASE["focus"].get("transition") is None  # the run's settings are not changed
-
-
-@pytest.mark.parametrize("size, world", [(5, 2), (3, 4), (8, 3), (1, 1)])
-def test_shards_cover_every_video_once_without_padding(size, world):
-    shards = [list(ShardSampler(size, rank, world)) for rank in range(world)]
-    assert sorted(i for shard in shards for i in shard) == list(range(size))
-    assert [len(ShardSampler(size, rank, world)) for rank in range(world)] == [len(shard) for shard in shards]

@@ -28,3 +28,26 @@ def test_texture_loss_ignores_constant_offsets_and_sees_blur():
 def test_texture_loss_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="equal shapes"):
         gradient_texture_loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9))
+
+
+def test_texture_loss_matches_finite_differences_by_loops():
+    generator = torch.Generator().manual_seed(1)
+    prediction = torch.rand(2, 3, 5, 7, generator=generator)
+    target = torch.rand(2, 3, 5, 7, generator=generator)
+    squares_x, squares_y = [], []
+    for n in range(2):
+        for c in range(3):
+            for y in range(5):
+                for x in range(7):
+                    if x + 1 < 7:
+                        gx = (prediction[n, c, y, x + 1] - prediction[n, c, y, x]) - (
+                            target[n, c, y, x + 1] - target[n, c, y, x]
+                        )
+                        squares_x.append(float(gx) ** 2)
+                    if y + 1 < 5:
+                        gy = (prediction[n, c, y + 1, x] - prediction[n, c, y, x]) - (
+                            target[n, c, y + 1, x] - target[n, c, y, x]
+                        )
+                        squares_y.append(float(gy) ** 2)
+    expected = sum(squares_x) / len(squares_x) + sum(squares_y) / len(squares_y)
+    assert gradient_texture_loss(prediction, target).item() == pytest.approx(expected, rel=1e-5)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from any2bokeh.models import AnyToBokeh
 from any2bokeh.stages import Stage1GeometryGuided, Stage2TemporalRefinement, Stage3DecoderDetail
 from any2bokeh.stages.param_groups import check_saved_groups, parameter_groups
-from tests.training_batches import batch
+from tests.helpers.training_batches import batch
 
 OPTIMIZER = partial(torch.optim.AdamW, lr=1e-5, weight_decay=0.01)
 SETTINGS = {"pretrained": {}, "new": {"lr": 2e-4}, "gates": {"lr": 3e-4, "weight_decay": 0.0}}
@@ -81,7 +81,9 @@ def test_without_settings_every_group_takes_the_optimizers_keywords():
     module = Stage1GeometryGuided(AnyToBokeh.tiny(seed=0), OPTIMIZER)
     groups = module.configure_optimizers()["optimizer"].param_groups
     assert [(g["name"], g["lr"], g["weight_decay"]) for g in groups] == [
-        ("pretrained", 1e-5, 0.01), ("new", 1e-5, 0.01), ("gates", 1e-5, 0.01),
+        ("pretrained", 1e-5, 0.01),
+        ("new", 1e-5, 0.01),
+        ("gates", 1e-5, 0.01),
     ]
 
 
@@ -105,7 +107,7 @@ def test_a_keyword_the_optimizer_does_not_take_raises():
 
 
 def test_the_scheduler_scales_each_groups_own_rate():
-    scheduler = partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=lambda step: 0.5 ** step)
+    scheduler = partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=lambda step: 0.5**step)
     module = Stage1GeometryGuided(AnyToBokeh.tiny(seed=0), OPTIMIZER, scheduler=scheduler, param_groups=SETTINGS)
     configured = module.configure_optimizers()
     optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
@@ -125,8 +127,14 @@ def test_a_saved_optimizer_must_hold_this_runs_groups_in_order():
 
 def quiet_trainer(tmp_path, logger, **kwargs):
     return Trainer(
-        logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, accelerator="cpu", limit_val_batches=0, **kwargs,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        limit_val_batches=0,
+        **kwargs,
     )
 
 

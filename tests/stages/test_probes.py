@@ -3,9 +3,9 @@
 import torch
 import torch.nn.functional as F
 
-from any2bokeh.stages.probes import PROBES, conditioning_probes, ceilings, gate_strengths, pixel_scores
 from any2bokeh.models import AnyToBokeh
-from tests.training_batches import batch
+from any2bokeh.stages.probes import PROBES, ceilings, conditioning_probes, gate_strengths, pixel_scores
+from tests.helpers.training_batches import batch
 
 
 def batches(count=2):
