@@ -56,7 +56,9 @@ def run(overrides: list[str], out: Path, stage3_steps: int, probe: Path | None =
     name = "_".join(o.translate(str.maketrans("=/,", "---")) for o in overrides) or "default"
     run_dir = out / "runs" / name
     loaded = [f"init_from={probe}", "train=false"] if probe else []
-    cfg = compose_train_config(ROOT / "conf", ["experiment=learn_cpu", *overrides, *loaded], output_dir=run_dir / "stage1")
+    cfg = compose_train_config(
+        ROOT / "conf", ["experiment=learn_cpu", *overrides, *loaded], output_dir=run_dir / "stage1"
+    )
     start = time.perf_counter()
     metrics, objects = train(cfg)
     minutes = (time.perf_counter() - start) / 60
@@ -85,8 +87,14 @@ def run(overrides: list[str], out: Path, stage3_steps: int, probe: Path | None =
         checkpoint = probe or run_dir / "stage1" / "checkpoints" / "last.ckpt"
         cfg3 = compose_train_config(
             ROOT / "conf",
-            ["experiment=learn_cpu", *overrides, "stage=stage3", f"init_from={checkpoint}",
-             f"trainer.max_steps={stage3_steps}", "data.num_frames=3"],
+            [
+                "experiment=learn_cpu",
+                *overrides,
+                "stage=stage3",
+                f"init_from={checkpoint}",
+                f"trainer.max_steps={stage3_steps}",
+                "data.num_frames=3",
+            ],
             output_dir=run_dir / "stage3",
         )
         start = time.perf_counter()
@@ -140,7 +148,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides on experiment=learn_cpu; a,b sweeps")
     parser.add_argument("--stage3-steps", type=int, default=100, help="stage-3 steps after stage 1 (0: none)")
     parser.add_argument(
-        "--probe", type=Path, default=None, metavar="CKPT",
+        "--probe",
+        type=Path,
+        default=None,
+        metavar="CKPT",
         help="score this stage-1 checkpoint (a run's last.ckpt) instead of training; the overrides still apply",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "learning", help="output folder")

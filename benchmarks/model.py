@@ -91,8 +91,10 @@ def real_config_table(frames: int) -> list[str]:
         base_gflops = count_gflops(base, args) / frames
         without_attention = count_gflops(base, args, attention=False) / frames
         lines.append(f"SVD UNet (base): {base_params:,} parameters; {base_gflops:,.1f} GFLOP/frame at {HEIGHT}x{WIDTH}")
-        lines.append(f"  of which outside the attention kernels (torch's counter without an SDPA formula): "
-                     f"{without_attention:,.1f}")
+        lines.append(
+            f"  of which outside the attention kernels (torch's counter without an SDPA formula): "
+            f"{without_attention:,.1f}"
+        )
         lines.append(f"paper (whole model): {PAPER_PARAMETERS_M:,.0f} M parameters, {PAPER_GFLOPS:,.0f} GFLOPs")
         lines.append("")
         lines.append("| ff_mult | max_key_tokens | added params (M) | GFLOP/frame | FLOP overhead |")
@@ -151,8 +153,10 @@ def tiny_cpu_table(repeats: int) -> list[str]:
             f"| {name} | {1e3 * statistics.median(times[name, 'fwd']):.1f} | "
             f"{1e3 * statistics.median(times[name, 'fwd+bwd']):.1f} |"
         )
-    ratio = [statistics.median(times["tiny BokehUNet", kind]) / statistics.median(times["base tiny UNet", kind])
-             for kind in ("fwd", "fwd+bwd")]
+    ratio = [
+        statistics.median(times["tiny BokehUNet", kind]) / statistics.median(times["base tiny UNet", kind])
+        for kind in ("fwd", "fwd+bwd")
+    ]
     lines.append(f"| ratio | {ratio[0]:.2f} | {ratio[1]:.2f} |")
     lines.append(f"(medians of {repeats} alternating runs)")
     return lines
@@ -201,8 +205,13 @@ def real_size_components() -> dict:
     from any2bokeh.models.tiny import CLIPImageProcessor
 
     clip_config = CLIPVisionConfig(
-        hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
-        patch_size=14, image_size=224, projection_dim=1024,
+        hidden_size=1280,
+        intermediate_size=5120,
+        num_hidden_layers=32,
+        num_attention_heads=16,
+        patch_size=14,
+        image_size=224,
+        projection_dim=1024,
     )
     return {
         "unet": UNetSpatioTemporalConditionModel(),
@@ -226,8 +235,10 @@ def write_real_size_model(folder: Path, dtype: torch.dtype) -> int:
         name: torch.randn(value.shape, generator=generator, dtype=dtype) * 0.02
         for name, value in model.state_dict().items()
     }
-    torch.save({"state_dict": {f"net.{name}": value for name, value in state.items()},
-                "any2bokeh_config": model.config}, folder / "last.ckpt")
+    torch.save(
+        {"state_dict": {f"net.{name}": value for name, value in state.items()}, "any2bokeh_config": model.config},
+        folder / "last.ckpt",
+    )
     model.load_state_dict(state, assign=True)
     model.save_pretrained(folder / "saved")
     return sum(value.numel() for value in state.values())
@@ -283,7 +294,9 @@ def load_table(dtype: torch.dtype, directory: str | None) -> list[str]:
             results[method] = (float(output[-3]), float(output[-2]), output[-1])
         for method, (seconds, peak, parameter_dtype) in results.items():
             ratio = results["old"][0] / seconds
-            lines.append(f"| {LOAD_METHODS[method]} | {seconds:.1f} | {peak:.1f} | {parameter_dtype} | {ratio:.1f}x faster |")
+            lines.append(
+                f"| {LOAD_METHODS[method]} | {seconds:.1f} | {peak:.1f} | {parameter_dtype} | {ratio:.1f}x faster |"
+            )
         return lines
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -306,14 +319,19 @@ def main() -> None:
     if options.load_once:
         load_once(options.load_once[0], Path(options.load_once[1]))
         return
-    print(f"# {platform.node()} | {platform.processor() or platform.machine()} | {torch.get_num_threads()} threads "
-          f"| torch {torch.__version__} | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"# {platform.node()} | {platform.processor() or platform.machine()} | {torch.get_num_threads()} threads "
+        f"| torch {torch.__version__} | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
     if options.load:
         dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[options.dtype]
         print("\n".join(load_table(dtype, options.dir)))
         return
-    for section in (real_config_table(options.frames), tiny_cpu_table(options.repeats),
-                    gpu_table(options.gpu_frames, options.repeats)):
+    for section in (
+        real_config_table(options.frames),
+        tiny_cpu_table(options.repeats),
+        gpu_table(options.gpu_frames, options.repeats),
+    ):
         print()
         print("\n".join(section))
 

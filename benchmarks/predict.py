@@ -199,12 +199,23 @@ def benchmark_model(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     wall, cpu = _timed(run, repeats)
-    return dict(height=height, width=width, frames=frames, window=window, overlap=overlap, dtype=str(model.dtype),
-                seconds_per_frame=wall / frames, cpu_seconds_per_frame=cpu / frames, peak_gb=_peak_gb(device),
-                device=str(device))
+    return dict(
+        height=height,
+        width=width,
+        frames=frames,
+        window=window,
+        overlap=overlap,
+        dtype=str(model.dtype),
+        seconds_per_frame=wall / frames,
+        cpu_seconds_per_frame=cpu / frames,
+        peak_gb=_peak_gb(device),
+        device=str(device),
+    )
 
 
-def benchmark_overlap(device: torch.device, frames: int = 100, window: int = 8, overlap: int = 4, repeats: int = 5) -> dict:
+def benchmark_overlap(
+    device: torch.device, frames: int = 100, window: int = 8, overlap: int = 4, repeats: int = 5
+) -> dict:
     """The cost of the weighted overlap itself: blending [1, T, 4, 72, 128] latents (576x1024) with an identity `fn`,
     against the same identity on the whole clip, and how many frames the model processes per output frame."""
     from any2bokeh.inference.overlap import overlap_windows, weighted_overlap
@@ -223,8 +234,14 @@ def benchmark_overlap(device: torch.device, frames: int = 100, window: int = 8, 
     blend_s, _ = _timed(blended, repeats)
     whole_s, _ = _timed(whole, repeats)
     processed = sum(w.stop - w.start for w in overlap_windows(frames, window, overlap))
-    return dict(frames=frames, window=window, overlap=overlap, device=str(device),
-                blend_ms_per_frame=1e3 * (blend_s - whole_s) / frames, processed_per_frame=processed / frames)
+    return dict(
+        frames=frames,
+        window=window,
+        overlap=overlap,
+        device=str(device),
+        blend_ms_per_frame=1e3 * (blend_s - whole_s) / frames,
+        processed_per_frame=processed / frames,
+    )
 
 
 def format_model(result: dict, name: str) -> str:
@@ -274,7 +291,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown section(s) {sorted(unknown)}")
     device = torch.device(args.device)
-    print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}"
+    )
     if "classical" in sections:
         result = benchmark_classical(args.height, args.width, args.K, args.num_layers, args.exact_borders, args.seed)
         print(format_classical(result))
@@ -287,7 +306,9 @@ def main() -> None:
         rows.append(format_model(benchmark_model(tiny, device, height, width, args.frames), "tiny (test sizes)"))
     if "real" in sections:
         if device.type != "cuda":
-            print("real SVD architecture: skipped, it needs a GPU (576x1024 in bf16; the paper: 0.094 s/frame, 13.6 GB on an H800)")
+            print(
+                "real SVD architecture: skipped, it needs a GPU (576x1024 in bf16; the paper: 0.094 s/frame, 13.6 GB on an H800)"
+            )
         else:
             import sys
             from pathlib import Path
@@ -297,7 +318,9 @@ def main() -> None:
 
             torch.cuda.reset_peak_memory_stats()
             model = random_real_svd(device, torch.bfloat16)
-            print(f"real architecture built: {torch.cuda.max_memory_allocated() / 1e9:.2f} GB of weights on {torch.cuda.get_device_name()}")
+            print(
+                f"real architecture built: {torch.cuda.max_memory_allocated() / 1e9:.2f} GB of weights on {torch.cuda.get_device_name()}"
+            )
             result = benchmark_model(model, device, args.height, args.width, args.frames)
             rows.append(format_model(result, "SVD img2vid-xt architecture (random weights)"))
     if rows:

@@ -171,7 +171,9 @@ def main() -> None:
         K=args.K,
         seed=args.seed,
     )
-    print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}"
+    )
     print(format_table(result))
 
 

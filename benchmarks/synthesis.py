@@ -45,8 +45,13 @@ def datamodule_throughput(
     dm = SyntheticBokehDataModule(
         ProceduralForegrounds(num_clips=1000, size=height, seed=seed),
         ProceduralBackgrounds(num_images=1000, size=(height, width), seed=seed),
-        num_frames=num_frames, height=height, width=width, batch_size=1, num_workers=workers,
-        train_size=clips + 1 + 2 * workers, seed=seed,
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        batch_size=1,
+        num_workers=workers,
+        train_size=clips + 1 + 2 * workers,
+        seed=seed,
     )
     dm.setup("fit")
     device = torch.device(device)
@@ -77,18 +82,32 @@ def datamodule_throughput(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         render_s.append(time.perf_counter() - begin)
-    return dict(height=height, width=width, num_frames=num_frames, workers=workers, clips=clips, device=str(device),
-                pairs_per_second=clips / seconds, seconds_per_pair=seconds / clips,
-                sampling_seconds=sum(sample_s) / len(sample_s), render_seconds=sum(render_s) / len(render_s))
+    return dict(
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        workers=workers,
+        clips=clips,
+        device=str(device),
+        pairs_per_second=clips / seconds,
+        seconds_per_pair=seconds / clips,
+        sampling_seconds=sum(sample_s) / len(sample_s),
+        render_seconds=sum(render_s) / len(render_s),
+    )
 
 
 def throughput_table(results: list[dict]) -> str:
-    rows = ["| resolution | frames / pair | workers | device | pairs / s | s / pair | sampling s / pair (one process) "
-            "| rendering s / pair |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| resolution | frames / pair | workers | device | pairs / s | s / pair | sampling s / pair (one process) "
+        "| rendering s / pair |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        rows.append(f"| {r['width']}x{r['height']} | {r['num_frames']} | {r['workers']} | {r['device']} | "
-                    f"{r['pairs_per_second']:.3f} | {r['seconds_per_pair']:.2f} | {r['sampling_seconds']:.2f} | "
-                    f"{r['render_seconds']:.2f} |")
+        rows.append(
+            f"| {r['width']}x{r['height']} | {r['num_frames']} | {r['workers']} | {r['device']} | "
+            f"{r['pairs_per_second']:.3f} | {r['seconds_per_pair']:.2f} | {r['sampling_seconds']:.2f} | "
+            f"{r['render_seconds']:.2f} |"
+        )
     return "\n".join(rows)
 
 
@@ -110,19 +129,26 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
+    )
     if not args.skip_renderers:
         render = _render_benchmark()
-        result = render.benchmark_renderers(576, 1024, 5, args.device, samples_per_side=101,
-                                            lens_fraction=args.lens_fraction, psnr_rows=args.psnr_rows)
+        result = render.benchmark_renderers(
+            576, 1024, 5, args.device, samples_per_side=101, lens_fraction=args.lens_fraction, psnr_rows=args.psnr_rows
+        )
         print("\nRenderers, 1024x576, 5 layers:")
         print(render.format_table(result))
-    results = [datamodule_throughput(h, w, args.frames, args.workers, args.clips, args.device)
-               for h, w in (args.throughput_size or [(576, 1024)])]
-    print(f"\nSyntheticBokehDataModule throughput (procedural sources, batch 1, render_layers on the device, "
-          f"{args.clips} clips timed after {1 + 2 * args.workers}):")
+    results = [
+        datamodule_throughput(h, w, args.frames, args.workers, args.clips, args.device)
+        for h, w in (args.throughput_size or [(576, 1024)])
+    ]
+    print(
+        f"\nSyntheticBokehDataModule throughput (procedural sources, batch 1, render_layers on the device, "
+        f"{args.clips} clips timed after {1 + 2 * args.workers}):"
+    )
     print(throughput_table(results))
 
 

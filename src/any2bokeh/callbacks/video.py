@@ -95,7 +95,9 @@ class VideoLogger(Callback):
             return
         folder = Path(self.dirpath or Path(trainer.default_root_dir) / "videos")
         step = trainer.global_step
-        paths = [str(write_mp4(folder / f"step{step:07d}_{i}.mp4", panel, self.fps)) for i, panel in enumerate(self._panels)]
+        paths = [
+            str(write_mp4(folder / f"step{step:07d}_{i}.mp4", panel, self.fps)) for i, panel in enumerate(self._panels)
+        ]
         self._panels = []
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -185,9 +185,7 @@ class VideoMatteForegrounds(ForegroundSource):
             fgr, pha = self.clips[index]
             counts = (self._count_frames(fgr), self._count_frames(pha))
             if counts[0] != counts[1]:
-                raise AssetError(
-                    f"frame counts differ: {fgr} has {counts[0]} frames, {pha} has {counts[1]}"
-                )
+                raise AssetError(f"frame counts differ: {fgr} has {counts[0]} frames, {pha} has {counts[1]}")
             if counts[0] == 0:
                 raise AssetError(f"clip has no frames: {fgr}")
             self._num_frames[index] = counts[0]

@@ -135,7 +135,14 @@ def render_batch(
     for start in range(0, B * T, chunk_frames):
         part = slice(start, start + chunk_frames)
         chunks.append(
-            render(images[part], alphas[part], planes[part], k_raw[part], focus_raw[part], samples_per_side=samples_per_side)
+            render(
+                images[part],
+                alphas[part],
+                planes[part],
+                k_raw[part],
+                focus_raw[part],
+                samples_per_side=samples_per_side,
+            )
         )
     # [B * T, 3, H, W] -> [B, T, 3, H, W]
     bokeh = torch.cat(chunks).unflatten(0, (B, T)).clamp(0, 1)
@@ -185,7 +192,9 @@ class SyntheticBokehDataset(Dataset):
         self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
         self.scene = as_scene_config(scene)
         if self.scene.tilt > 0 and renderer == "render_layers":
-            raise ValueError(f"tilted planes (tilt={self.scene.tilt}) need renderer='raytrace'; render_layers is fronto-parallel only")
+            raise ValueError(
+                f"tilted planes (tilt={self.scene.tilt}) need renderer='raytrace'; render_layers is fronto-parallel only"
+            )
         self.perturbation = perturbation
         self.renderer, self.samples_per_side = renderer, int(samples_per_side)
 
@@ -205,12 +214,16 @@ class SyntheticBokehDataset(Dataset):
             width=self.width,
             config=self.scene,
         )
-        sample = {name: getattr(scene, name) for name in (*LAYER_KEYS, "aif", "disparity", "subject_mask", "disp_focus", "k")}
+        sample = {
+            name: getattr(scene, name) for name in (*LAYER_KEYS, "aif", "disparity", "subject_mask", "disp_focus", "k")
+        }
         if self.split == "train" and self.perturbation is not None:
             sample["disparity"] = self.perturbation(sample["disparity"], generator, subject_mask=sample["subject_mask"])
         return sample
 
-    def render_sample(self, index: int, device: str | torch.device | None = None, chunk_frames: int = 8) -> dict[str, torch.Tensor]:
+    def render_sample(
+        self, index: int, device: str | torch.device | None = None, chunk_frames: int = 8
+    ) -> dict[str, torch.Tensor]:
         """Clip `index` fully rendered (the rendered dict without the batch axis), no Trainer needed."""
         sample = self[index]
         batch = {name: value[None].to(device) if device is not None else value[None] for name, value in sample.items()}

@@ -34,7 +34,9 @@ def normalize_disparity(disparity: Tensor) -> Tensor:
     that the same depth keeps the same value through the clip.
     """
     if disparity.dim() == 0 or disparity.numel() == 0:
-        raise ValueError(f"disparity must be a non-empty tensor with a frame dimension, got shape {tuple(disparity.shape)}")
+        raise ValueError(
+            f"disparity must be a non-empty tensor with a frame dimension, got shape {tuple(disparity.shape)}"
+        )
     values = disparity.double()
     if not torch.isfinite(values).all():
         raise ValueError(f"disparity has NaN or inf values, first in frame {_first_bad_frame(values)}")

@@ -77,9 +77,7 @@ def gaussian_blur(disparity: torch.Tensor, sigma: float) -> torch.Tensor:
     return gaussian_blur2d(disparity, (kernel, kernel), (sigma, sigma), border_type="replicate")
 
 
-def elastic_warp(
-    disparity: torch.Tensor, generator: torch.Generator, amplitude: float, cells: int = 6
-) -> torch.Tensor:
+def elastic_warp(disparity: torch.Tensor, generator: torch.Generator, amplitude: float, cells: int = 6) -> torch.Tensor:
     """Warp [T, 1, H, W] by a smooth random displacement field.
 
     Args:

@@ -361,9 +361,9 @@ def _add_highlights(g: torch.Generator, image: torch.Tensor, radii: torch.Tensor
     # Half the spots gather in a few clusters (street lights, foliage glints), half are scattered.
     num_clusters = randint(g, 1, 5)
     centres = torch.rand(num_clusters, 2, generator=g) * torch.tensor([height, width])
-    clustered = centres[torch.randint(num_clusters, (count,), generator=g)] + torch.randn(
-        count, 2, generator=g
-    ) * (0.08 * min(height, width))
+    clustered = centres[torch.randint(num_clusters, (count,), generator=g)] + torch.randn(count, 2, generator=g) * (
+        0.08 * min(height, width)
+    )
     scattered = torch.rand(count, 2, generator=g) * torch.tensor([height, width])
     positions = torch.where(torch.rand(count, 1, generator=g) < 0.5, clustered, scattered)  # [N, 2] (y, x)
     colours = _random_colours(g, count, saturation=(0.0, 0.7), value=(1.0, 1.0))  # [N, 3], max channel 1

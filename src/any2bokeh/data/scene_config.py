@@ -63,9 +63,7 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_objects <= self.max_objects:
-            raise ValueError(
-                f"need 1 <= min_objects <= max_objects, got {self.min_objects} and {self.max_objects}"
-            )
+            raise ValueError(f"need 1 <= min_objects <= max_objects, got {self.min_objects} and {self.max_objects}")
         self.object_c = _as_range(self.object_c, "object_c")
         self.background_c = _as_range(self.background_c, "background_c")
         if self.object_c[0] <= 0 or self.background_c[0] <= self.object_c[1]:
@@ -77,7 +75,9 @@ class SceneConfig:
             raise ValueError(f"tilt must be in [0, 0.4] (disparity change across the image), got {self.tilt}")
         if self.tilt > 0 and self.object_c[0] < 1 + 2 * self.tilt:
             # A tilted plane reaches up to (1 + 2·tilt)/c; the renderer needs disparities <= 1.
-            raise ValueError(f"with tilt={self.tilt}, object_c must start at >= {1 + 2 * self.tilt}, got {self.object_c}")
+            raise ValueError(
+                f"with tilt={self.tilt}, object_c must start at >= {1 + 2 * self.tilt}, got {self.object_c}"
+            )
         self.object_height = _as_range(self.object_height, "object_height")
         self.start_region = _as_range(self.start_region, "start_region")
         self.background_zoom = _as_range(self.background_zoom, "background_zoom")

@@ -78,7 +78,11 @@ def _bezier(points: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def _clip_times(num_frames: int) -> torch.Tensor:
-    return torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64) if num_frames > 1 else torch.zeros(1, dtype=torch.float64)
+    return (
+        torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)
+        if num_frames > 1
+        else torch.zeros(1, dtype=torch.float64)
+    )
 
 
 def _draw_k(config: SceneConfig, generator: torch.Generator) -> float:
@@ -244,7 +248,9 @@ def sample_scene(
         raise ValueError(f"need num_frames >= 1 and height, width >= 2, got {num_frames}, {height}, {width}")
     T, H, W, L = num_frames, height, width, config.max_objects + 1
 
-    background = _cover_background(backgrounds.load(randint(generator, 0, len(backgrounds))).float(), H, W, generator, config.background_zoom)
+    background = _cover_background(
+        backgrounds.load(randint(generator, 0, len(backgrounds))).float(), H, W, generator, config.background_zoom
+    )
     bg_c = uniform(generator, *config.background_c)
     n_objects = randint(generator, config.min_objects, config.max_objects + 1)
     objects = [_sample_object(config, foregrounds, T, H, W, generator) for _ in range(n_objects)]

@@ -140,15 +140,33 @@ def export_testset(
         backgrounds = default_bg if backgrounds is None else backgrounds
     scene = as_scene_config(scene) if scene is not None else evaluation_scene_config()
     dataset = SyntheticBokehDataset(
-        foregrounds, backgrounds, split="test", size=num_videos, num_frames=num_frames, height=height, width=width,
-        seed=seed, scene=scene, renderer=renderer, samples_per_side=samples_per_side,
+        foregrounds,
+        backgrounds,
+        split="test",
+        size=num_videos,
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        seed=seed,
+        scene=scene,
+        renderer=renderer,
+        samples_per_side=samples_per_side,
     )
     names = [f"video_{i:04d}" for i in range(num_videos)]
     # Everything a video depends on besides its sources, as JSON reads it back.
-    clip_settings = json.loads(json.dumps({
-        "num_frames": num_frames, "height": height, "width": width, "seed": seed, "renderer": renderer,
-        "samples_per_side": samples_per_side, **{f"scene.{k}": v for k, v in asdict(scene).items()},
-    }))
+    clip_settings = json.loads(
+        json.dumps(
+            {
+                "num_frames": num_frames,
+                "height": height,
+                "width": width,
+                "seed": seed,
+                "renderer": renderer,
+                "samples_per_side": samples_per_side,
+                **{f"scene.{k}": v for k, v in asdict(scene).items()},
+            }
+        )
+    )
     # Leftovers of an interrupted run: never renamed into place, so safe to drop.
     for stale in out.glob(".tmp_video_*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -168,9 +186,16 @@ def export_testset(
         if progress:
             print(f"{i + 1}/{num_videos} {out / name}", flush=True)
     settings = {
-        "num_videos": num_videos, "num_frames": num_frames, "height": height, "width": width, "seed": seed,
-        "renderer": renderer, "samples_per_side": samples_per_side,
-        "k_values": list(scene.k_values), "k_range": scene.k_range, "focus_modes": dict(scene.focus_modes),
+        "num_videos": num_videos,
+        "num_frames": num_frames,
+        "height": height,
+        "width": width,
+        "seed": seed,
+        "renderer": renderer,
+        "samples_per_side": samples_per_side,
+        "k_values": list(scene.k_values),
+        "k_range": scene.k_range,
+        "focus_modes": dict(scene.focus_modes),
         "videos": names,
     }
     _write_json_atomic(out / INDEX_FILE, settings)
@@ -196,7 +221,9 @@ class TestSetDataset(Dataset):
         self.root = Path(root)
         index = self.root / INDEX_FILE
         if not index.is_file():
-            raise FileNotFoundError(f"no test set at {self.root}: {index} is missing (run `python -m any2bokeh.data.testset export`)")
+            raise FileNotFoundError(
+                f"no test set at {self.root}: {index} is missing (run `python -m any2bokeh.data.testset export`)"
+            )
         self.settings = json.loads(index.read_text())
         self.videos = list(self.settings["videos"])
 
@@ -239,8 +266,15 @@ def _sources_from_config(path: str, data_dir: str | None, height: int, width: in
     if not file.is_file():
         raise FileNotFoundError(f"data config not found: {file}")
     if file.parent.name != "data":
-        raise ValueError(f"--data-config must be a file of a config folder's data group (conf/data/NAME.yaml), got {path}")
-    overrides = [f"+data={file.stem}", f"+paths.data_dir={data_dir or 'data'}", f"data.height={height}", f"data.width={width}"]
+        raise ValueError(
+            f"--data-config must be a file of a config folder's data group (conf/data/NAME.yaml), got {path}"
+        )
+    overrides = [
+        f"+data={file.stem}",
+        f"+paths.data_dir={data_dir or 'data'}",
+        f"data.height={height}",
+        f"data.width={width}",
+    ]
     data = compose_config(file.parent.parent, None, overrides).data
     return instantiate(data.foregrounds), instantiate(data.backgrounds)
 
@@ -256,9 +290,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     export.add_argument("--width", type=int, default=1024)
     export.add_argument("--seed", type=int, default=0)
     export.add_argument("--k-values", type=float, nargs="+", default=list(TEST_K_VALUES))
-    export.add_argument("--data-config", default=None,
-                        help="take foregrounds/backgrounds from this data config (e.g. conf/data/matting.yaml); "
-                             "default: procedural sources")
+    export.add_argument(
+        "--data-config",
+        default=None,
+        help="take foregrounds/backgrounds from this data config (e.g. conf/data/matting.yaml); "
+        "default: procedural sources",
+    )
     export.add_argument("--data-dir", default=None, help="${paths.data_dir} for --data-config")
     export.add_argument("--renderer", choices=("render_layers", "raytrace"), default="render_layers")
     export.add_argument("--samples-per-side", type=int, default=101)
@@ -268,10 +305,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.data_config:
         foregrounds, backgrounds = _sources_from_config(args.data_config, args.data_dir, args.height, args.width)
     out = export_testset(
-        args.out, num_videos=args.num_videos, num_frames=args.num_frames, height=args.height, width=args.width,
-        seed=args.seed, foregrounds=foregrounds, backgrounds=backgrounds,
-        scene=evaluation_scene_config(k_values=tuple(args.k_values)), renderer=args.renderer,
-        samples_per_side=args.samples_per_side, device=args.device, progress=True,
+        args.out,
+        num_videos=args.num_videos,
+        num_frames=args.num_frames,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+        foregrounds=foregrounds,
+        backgrounds=backgrounds,
+        scene=evaluation_scene_config(k_values=tuple(args.k_values)),
+        renderer=args.renderer,
+        samples_per_side=args.samples_per_side,
+        device=args.device,
+        progress=True,
     )
     print(f"test set: {out}")
 

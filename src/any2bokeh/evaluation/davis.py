@@ -97,8 +97,11 @@ class DavisSet:
                 self._depth = DepthNetwork(self.depth_model, device)
             return self._depth(frames)
         path = next(
-            (self.disparity_dir / f"{sequence}{suffix}" for suffix in DISPARITY_SUFFIXES
-             if (self.disparity_dir / f"{sequence}{suffix}").exists()),
+            (
+                self.disparity_dir / f"{sequence}{suffix}"
+                for suffix in DISPARITY_SUFFIXES
+                if (self.disparity_dir / f"{sequence}{suffix}").exists()
+            ),
             None,
         )
         if path is None:

@@ -75,7 +75,10 @@ def _log_wandb(logger: WandbLogger, results: dict[str, Any], files: dict[str, Pa
     import wandb
 
     columns = ["Method", *(title for _, title in COLUMNS)]
-    rows = [[f"{name} (paper)", *metric_cells(paper)] for name, paper in (results.get("paper") or {}).get("rows", {}).items()]
+    rows = [
+        [f"{name} (paper)", *metric_cells(paper)]
+        for name, paper in (results.get("paper") or {}).get("rows", {}).items()
+    ]
     rows.append([f"{results['method']} (this run)", *metric_cells(table1_row(results["groups"])[0])])
     media = {"eval/table1": wandb.Table(columns=columns, data=rows)}
     if "plot" in files:

@@ -31,8 +31,14 @@ def plot_modes(groups: dict[str, dict[str, Any]], method: str, path: str | Path)
         axis.set_title(title)
         axis.set_xlabel("perturbation mode (Table 2)")
         if all(value is None for value in values):
-            axis.text(0.5, 0.5, "not computed\n(see the notices in results.md)", ha="center", va="center",
-                      transform=axis.transAxes)
+            axis.text(
+                0.5,
+                0.5,
+                "not computed\n(see the notices in results.md)",
+                ha="center",
+                va="center",
+                transform=axis.transAxes,
+            )
             axis.set_xticks([])
             axis.set_yticks([])
             continue

@@ -66,7 +66,6 @@ def signature_hash(signature: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-
 class RecordCache:
     """The folder of one evaluation's per-video records."""
 

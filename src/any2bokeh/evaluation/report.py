@@ -97,4 +97,3 @@ def markdown_report(results: dict[str, Any]) -> str:
         lines += ["", f"## Failed videos ({len(results['failures'])}, left out)", ""]
         lines += [f"- `{failure['video']}`: {failure['error']}" for failure in results["failures"]]
     return "\n".join(lines) + "\n"
-

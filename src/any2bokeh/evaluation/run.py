@@ -51,6 +51,7 @@ def evaluation_jobs(cfg: DictConfig) -> list[Job]:
 
 def evaluation_signature(cfg: DictConfig) -> dict[str, Any]:
     """Everything a video's record depends on; a change starts a new cache folder."""
+
     def plain(node: DictConfig) -> dict[str, Any]:
         return OmegaConf.to_container(node, resolve=True)
 
@@ -79,7 +80,11 @@ def _evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     cache.prepare()
     loader = VideoLoader(cfg.synthetic.get("root"), cfg.synthetic.seed, cfg.davis)
     module = EvaluationModule(
-        jobs, cache, MethodBuilder(cfg.renderer), ScorerBuilder(cfg.metrics), loader,
+        jobs,
+        cache,
+        MethodBuilder(cfg.renderer),
+        ScorerBuilder(cfg.metrics),
+        loader,
         overwrite=bool(cfg.get("overwrite", False)),
     )
     log.info(f"Evaluating {len(jobs)} videos; records in {cache.folder}")

@@ -39,6 +39,7 @@ FD_ALTERNATES = ("fd_dis",)
 PER_FRAME = ("psnr", "ssim", "lpips")
 FEATURE_METRICS = ("vfid_i", "fvd")
 
+
 def frechet_from_features(pred: Tensor, target: Tensor) -> float:
     """The Fréchet distance between two feature sets [N, D]; NaN with fewer than 2 rows a side."""
     if len(pred) < 2 or len(target) < 2:

@@ -58,4 +58,3 @@ class SyntheticTestSet:
             target=(sample["bokeh"] + 1) / 2,
             mask=sample["subject_mask"],
         )
-

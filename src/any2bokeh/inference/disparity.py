@@ -92,7 +92,11 @@ def _npz_array(path: Path) -> np.ndarray:
 
 
 def prepare_disparity(
-    raw: Tensor, source: str | Path, num_frames: int | None = None, size: tuple[int, int] | None = None, inverse: bool = False
+    raw: Tensor,
+    source: str | Path,
+    num_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    inverse: bool = False,
 ) -> Tensor:
     """Checks raw disparity [T, h, w] from ``source`` and returns it normalised over the clip at ``size``.
 
@@ -122,7 +126,9 @@ def prepare_disparity(
     if size is not None and tuple(values.shape[-2:]) != tuple(size):
         # [T, h, w] -> [T, 1, h, w] -> [T, 1, H, W] -> [T, H, W]; antialiased when shrinking
         shrink = size[0] < values.shape[-2] or size[1] < values.shape[-1]
-        values = F.interpolate(values[:, None], size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)[:, 0]
+        values = F.interpolate(
+            values[:, None], size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink
+        )[:, 0]
     return normalize_disparity(values)
 
 
@@ -144,9 +150,20 @@ class DepthNetwork:
         batch_size: frames per forward pass.
     """
 
-    WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+    WEIGHT_FILES = (
+        "model.safetensors",
+        "pytorch_model.bin",
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    )
 
-    def __init__(self, folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, batch_size: int = 8):
+    def __init__(
+        self,
+        folder: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        batch_size: int = 8,
+    ):
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
         self.folder = Path(folder).expanduser()
@@ -156,7 +173,9 @@ class DepthNetwork:
             if not (self.folder / name).is_file():
                 raise FileNotFoundError(f"depth model folder {self.folder} has no {name}")
         if not any((self.folder / name).is_file() for name in self.WEIGHT_FILES):
-            raise FileNotFoundError(f"depth model folder {self.folder} has no weights ({' or '.join(self.WEIGHT_FILES[:2])})")
+            raise FileNotFoundError(
+                f"depth model folder {self.folder} has no weights ({' or '.join(self.WEIGHT_FILES[:2])})"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device, self.dtype, self.batch_size = torch.device(device), dtype or torch.float32, batch_size
@@ -178,7 +197,9 @@ class DepthNetwork:
             pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
             depth = self.model(pixel_values=pixels.to(self.device, self.dtype)).predicted_depth  # [B, h, w]
             # [B, h, w] -> [B, 1, H, W] -> [B, H, W]
-            depth = F.interpolate(depth[:, None].float(), size=frames.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
+            depth = F.interpolate(depth[:, None].float(), size=frames.shape[1:3], mode="bilinear", align_corners=False)[
+                :, 0
+            ]
             outputs.append(depth.cpu())
         return torch.cat(outputs)
 
@@ -188,7 +209,11 @@ class DepthNetwork:
 
 
 def estimate_disparity(
-    frames: np.ndarray, folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, batch_size: int = 8
+    frames: np.ndarray,
+    folder: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    batch_size: int = 8,
 ) -> Tensor:
     """Loads the depth network in ``folder`` and returns the disparity of uint8 frames [T, H, W, 3] (see DepthNetwork)."""
     return DepthNetwork(folder, device, dtype, batch_size)(frames)

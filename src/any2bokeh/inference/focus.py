@@ -74,7 +74,9 @@ def _frame_order(path: Path) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
 
 
-def load_masks(folder: str | Path, num_frames: int, size: tuple[int, int], object_id: int | None = None) -> torch.Tensor:
+def load_masks(
+    folder: str | Path, num_frames: int, size: tuple[int, int], object_id: int | None = None
+) -> torch.Tensor:
     """Per-frame subject weights [T, H, W] float32 in [0, 1] from a folder of mask PNGs.
 
     Palette PNGs (DAVIS, mode "P") and label PNGs hold object ids: `object_id` picks one; with
@@ -85,9 +87,14 @@ def load_masks(folder: str | Path, num_frames: int, size: tuple[int, int], objec
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"focus mask folder {folder} does not exist")
-    paths = sorted((p for p in folder.iterdir() if p.suffix.lower() in MASK_EXTENSIONS and not p.name.startswith(".")), key=_frame_order)
+    paths = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in MASK_EXTENSIONS and not p.name.startswith(".")),
+        key=_frame_order,
+    )
     if len(paths) != num_frames:
-        raise ValueError(f"focus mask folder {folder} holds {len(paths)} PNG masks, but the video has {num_frames} frames")
+        raise ValueError(
+            f"focus mask folder {folder} holds {len(paths)} PNG masks, but the video has {num_frames} frames"
+        )
     labels, palette = [], False
     for path in paths:
         try:
@@ -125,7 +132,9 @@ def _flat(disparity: torch.Tensor) -> torch.Tensor:
     return disparity
 
 
-def point_focus(frames, disparity, point, frame: int = 0, smooth: int = 2, tracker: TrackerConfig | None = None) -> torch.Tensor:
+def point_focus(
+    frames, disparity, point, frame: int = 0, smooth: int = 2, tracker: TrackerConfig | None = None
+) -> torch.Tensor:
     """d_f [T]: the mean disparity of the subject tracked from `point` on `frame`."""
     track = track_subject(frames, _flat(disparity), point, frame, tracker)
     curve = subject_focus(track.disparity, track.masks.float())
@@ -147,11 +156,19 @@ def focus_kind(spec: Mapping, what: str = "focus") -> str:
         raise ValueError(f"{what} must set exactly one of {list(FOCUS_KINDS)}, got {dict(spec)}")
     unknown = {key for key, value in spec.items() if value is not None} - FOCUS_KEYS[kinds[0]]
     if unknown:
-        raise ValueError(f"{what}: unknown or mixed keys {sorted(unknown)} for a {kinds[0]} focus (allowed: {sorted(FOCUS_KEYS[kinds[0]])})")
+        raise ValueError(
+            f"{what}: unknown or mixed keys {sorted(unknown)} for a {kinds[0]} focus (allowed: {sorted(FOCUS_KEYS[kinds[0]])})"
+        )
     return kinds[0]
 
 
-def focus_curve(spec: Mapping, disparity: torch.Tensor, frames: torch.Tensor | None = None, smooth: int = 2, tracker: TrackerConfig | None = None) -> torch.Tensor:
+def focus_curve(
+    spec: Mapping,
+    disparity: torch.Tensor,
+    frames: torch.Tensor | None = None,
+    smooth: int = 2,
+    tracker: TrackerConfig | None = None,
+) -> torch.Tensor:
     """The d_f curve [T] (float32, in [0, 1]) of one focus `spec` over a video.
 
     disparity: [T, H, W] or [T, 1, H, W], normalized over the clip; frames: [T, 3, H, W] in

@@ -53,7 +53,9 @@ def _check_frames(keyframes: Sequence[Mapping], what: str, num_frames: int | Non
             raise ValueError(f"{name} (frame {frame}) lies past the video's last frame {num_frames - 1}")
         if frames and frame <= frames[-1]:
             order = "repeats" if frame == frames[-1] else "comes before"
-            raise ValueError(f"{name} (frame {frame}) {order} keyframe {index - 1} (frame {frames[-1]}): keyframes must be sorted by frame, each frame once")
+            raise ValueError(
+                f"{name} (frame {frame}) {order} keyframe {index - 1} (frame {frames[-1]}): keyframes must be sorted by frame, each frame once"
+            )
         frames.append(frame)
     return frames
 
@@ -69,10 +71,14 @@ def k_curve(k, num_frames: int) -> torch.Tensor:
     for index, keyframe in enumerate(k):
         unknown = set(keyframe) - {"frame", "k"}
         if unknown or "k" not in keyframe:
-            raise ValueError(f"K keyframe {index} (frame {frames[index]}) must hold 'frame' and 'k' only, got keys {sorted(keyframe)}")
+            raise ValueError(
+                f"K keyframe {index} (frame {frames[index]}) must hold 'frame' and 'k' only, got keys {sorted(keyframe)}"
+            )
         value = keyframe["k"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"K keyframe {index} (frame {frames[index]}): k must be a finite number >= 0, got {value!r}")
+            raise ValueError(
+                f"K keyframe {index} (frame {frames[index]}): k must be a finite number >= 0, got {value!r}"
+            )
         values.append(float(value))
     t = torch.arange(num_frames, dtype=torch.float64)
     at = torch.tensor(frames, dtype=torch.float64)
@@ -150,5 +156,11 @@ def resolve_focus(
     if extra:
         raise ValueError(f"focus: with keyframes, set the focus inside each keyframe; got also {sorted(extra)}")
     return focus_keyframes(
-        focus["keyframes"], disparity, frames, focus.get("transition", 8), focus.get("ease", "smoothstep"), smooth, tracker
+        focus["keyframes"],
+        disparity,
+        frames,
+        focus.get("transition", 8),
+        focus.get("ease", "smoothstep"),
+        smooth,
+        tracker,
     )

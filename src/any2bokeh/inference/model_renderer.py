@@ -50,7 +50,9 @@ def load_model(path: str | os.PathLike):
         return AnyToBokeh.from_pretrained(path)
     if path.is_file():
         return AnyToBokeh.from_checkpoint(path)
-    raise FileNotFoundError(f"model weights not found: {os.fspath(path)!r} is neither a .ckpt file nor a saved model folder")
+    raise FileNotFoundError(
+        f"model weights not found: {os.fspath(path)!r} is neither a .ckpt file nor a saved model folder"
+    )
 
 
 def model_dtype(device: torch.device, precision: str | None) -> torch.dtype:
@@ -132,7 +134,10 @@ class ModelRenderer(Renderer):
         size = working_size(height, width, self.area, multiple=model.size_multiple, upscale=True)
         # the working-size clip, one batch element: aif [1, T, 3, h, w] in [-1, 1], disparity [1, T, 1, h, w]
         aif = torch.cat(
-            [resize(as_unit_float(frames[t : t + self.chunk_frames], device), size) for t in range(0, num_frames, self.chunk_frames)]
+            [
+                resize(as_unit_float(frames[t : t + self.chunk_frames], device), size)
+                for t in range(0, num_frames, self.chunk_frames)
+            ]
         )
         aif = (aif.clamp(0, 1) * 2 - 1).to(model.dtype)[None]
         disp = resize(disparity.to(device).float(), size).clamp(0, 1)[None]
@@ -171,7 +176,8 @@ class ModelRenderer(Renderer):
         for start in range(0, num_frames, self.chunk_frames):
             chunk = slice(start, min(start + self.chunk_frames, num_frames))
             native = as_unit_float(frames[chunk], device)
-            radius = native_radius(disparity[chunk].to(device), disp_focus[chunk].to(device), k[chunk].to(device), (height, width))
+            radius = native_radius(
+                disparity[chunk].to(device), disp_focus[chunk].to(device), k[chunk].to(device), (height, width)
+            )
             out[chunk] = like_input(to_native(native, rendered[chunk], radius, self.sharp_radius, self.fade), frames)
         return out
-

@@ -154,7 +154,9 @@ def weighted_overlap(
             if merged is None:
                 merged = out.new_empty(out.shape[0], num_frames, *out.shape[2:])
             elif out.shape[2:] != merged.shape[2:]:
-                raise ValueError(f"fn's output changed shape between windows: {tuple(out.shape)} vs {tuple(merged.shape)}")
+                raise ValueError(
+                    f"fn's output changed shape between windows: {tuple(out.shape)} vs {tuple(merged.shape)}"
+                )
             m = span.blend
             if m:
                 # gamma: [m] -> [1, m, 1, ...] to broadcast over the batch and the trailing dims.

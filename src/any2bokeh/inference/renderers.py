@@ -47,10 +47,14 @@ def check_render_inputs(frames: Tensor, disparity: Tensor, disp_focus: Tensor, k
         # disparity: [T, h, w] -> [T, 1, h, w]
         disparity = disparity[:, None]
     if disparity.ndim != 4 or disparity.shape[:2] != (num_frames, 1):
-        raise ValueError(f"disparity must be [{num_frames}, 1, h, w] for {num_frames} frames, got {tuple(disparity.shape)}")
+        raise ValueError(
+            f"disparity must be [{num_frames}, 1, h, w] for {num_frames} frames, got {tuple(disparity.shape)}"
+        )
     for name, curve in (("d_f", disp_focus), ("K", k)):
         if curve.shape != (num_frames,):
-            raise ValueError(f"the {name} curve must have one value per frame ({num_frames}), got shape {tuple(curve.shape)}")
+            raise ValueError(
+                f"the {name} curve must have one value per frame ({num_frames}), got shape {tuple(curve.shape)}"
+            )
         if not torch.isfinite(curve).all():
             raise ValueError(f"{name} is not finite on frame {_first_frame(~torch.isfinite(curve))}")
     if (k < 0).any():
@@ -217,7 +221,6 @@ def native_radius(disparity: Tensor, disp_focus: Tensor, k: Tensor, size: tuple[
     """
     disparity = resize(disparity.float(), size).clamp(0, 1)
     return k_pixels(k, size[1]).view(-1, 1, 1, 1) * (disparity - disp_focus.view(-1, 1, 1, 1)).abs()
-
 
 
 __all__ = [

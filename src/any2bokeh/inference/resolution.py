@@ -97,7 +97,9 @@ def to_native(
             f"{tuple(rendered.shape)}"
         )
     if radius.shape != (native.shape[0], 1, *native.shape[-2:]):
-        raise ValueError(f"radius must be [N, 1, H, W] = {(native.shape[0], 1, *native.shape[-2:])}, got {tuple(radius.shape)}")
+        raise ValueError(
+            f"radius must be [N, 1, H, W] = {(native.shape[0], 1, *native.shape[-2:])}, got {tuple(radius.shape)}"
+        )
     size = tuple(native.shape[-2:])
     working = tuple(rendered.shape[-2:])
     if working == size:

@@ -168,7 +168,9 @@ def track_subject(
     if disparity.dim() == 4 and disparity.shape[1] == 1:
         disparity = disparity[:, 0]  # [T, 1, H, W] -> [T, H, W]
     if disparity.dim() != 3 or disparity.shape[0] != frames.shape[0]:
-        raise ValueError(f"disparity must be [T, H, W] with T = {frames.shape[0]} frames, got shape {tuple(disparity.shape)}")
+        raise ValueError(
+            f"disparity must be [T, H, W] with T = {frames.shape[0]} frames, got shape {tuple(disparity.shape)}"
+        )
     num_frames = frames.shape[0]
     if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < num_frames:
         raise ValueError(f"focus point frame must be an int in [0, {num_frames - 1}], got {frame!r}")

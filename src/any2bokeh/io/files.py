@@ -38,7 +38,9 @@ def list_files(folder: Path, extensions: Sequence[str], recursive: bool = False)
     """Visible files of ``folder`` whose suffix is in ``extensions``, sorted by path."""
     pattern = "**/*" if recursive else "*"
     return sorted(
-        p for p in Path(folder).glob(pattern) if p.is_file() and p.suffix.lower() in extensions and is_visible(p, folder)
+        p
+        for p in Path(folder).glob(pattern)
+        if p.is_file() and p.suffix.lower() in extensions and is_visible(p, folder)
     )
 
 

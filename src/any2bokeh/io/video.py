@@ -68,7 +68,7 @@ class VideoReader:
 
     @property
     def backend(self) -> str:
-        """"decord" or "pyav": the decoder the next read uses."""
+        """ "decord" or "pyav": the decoder the next read uses."""
         return "pyav" if self._decord is None else "decord"
 
     def _probe(self) -> tuple[int, float]:
@@ -120,7 +120,9 @@ class VideoReader:
             raise MediaError(f"cannot decode video {self.path}: {error}") from error
         missing = sorted(wanted - found.keys())
         if missing:
-            raise MediaError(f"cannot decode frames {missing[:5]} of video {self.path}: it decodes to {len(found)} frames")
+            raise MediaError(
+                f"cannot decode frames {missing[:5]} of video {self.path}: it decodes to {len(found)} frames"
+            )
         return np.stack([found[i] for i in frame_ids])
 
 

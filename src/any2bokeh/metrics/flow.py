@@ -60,10 +60,14 @@ class RaftFlow(nn.Module):
         # RAFT works at 1/8 resolution: replicate-pad the bottom and right edges to a multiple of 8
         padding = (0, -width % 8, 0, -height % 8)
         if min(height + padding[3], width + padding[1]) < 128:
-            raise ValueError(f"RAFT needs frames of at least 128x128 pixels (its correlation pyramid works at 1/8, 1/16, 1/32 and 1/64), got {height}x{width}")
+            raise ValueError(
+                f"RAFT needs frames of at least 128x128 pixels (its correlation pyramid works at 1/8, 1/16, 1/32 and 1/64), got {height}x{width}"
+            )
         flows = []
         for start in range(0, len(first), self.batch_size):
-            pair = [F.pad(x[start : start + self.batch_size] * 2 - 1, padding, mode="replicate") for x in (first, second)]
+            pair = [
+                F.pad(x[start : start + self.batch_size] * 2 - 1, padding, mode="replicate") for x in (first, second)
+            ]
             # the last of RAFT's iterative estimates is the final flow
             flows.append(self.network(*pair, num_flow_updates=self.num_flow_updates)[-1])
         return torch.cat(flows)[..., :height, :width]

@@ -32,8 +32,15 @@ class FrechetClipDistance(NetworkMetric):
     higher_is_better = False
     full_state_update = False
 
-    def __init__(self, detector: nn.Module | str | Path | None, clip_length: int, logits: bool,
-                 size: int = 224, batch_size: int = 8, **kwargs) -> None:
+    def __init__(
+        self,
+        detector: nn.Module | str | Path | None,
+        clip_length: int,
+        logits: bool,
+        size: int = 224,
+        batch_size: int = 8,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if clip_length < 1:
             raise ValueError(f"clip_length must be >= 1, got {clip_length}")

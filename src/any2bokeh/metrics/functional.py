@@ -131,7 +131,9 @@ def per_video_vepi(inputs: Tensor, renders: Tensor, masks: Tensor) -> Tensor:
     if masks.ndim == 4:
         masks = masks.unsqueeze(2)
     if masks.shape != (*inputs.shape[:2], 1, *inputs.shape[-2:]):
-        raise ValueError(f"masks must be [B, T, 1, H, W] matching the videos {tuple(inputs.shape)}, got {tuple(masks.shape)}")
+        raise ValueError(
+            f"masks must be [B, T, 1, H, W] matching the videos {tuple(inputs.shape)}, got {tuple(masks.shape)}"
+        )
     square = torch.ones(5, 5, device=masks.device)
     # [B, T, 1, H, W] -> [B * T, 1, H, W]
     region = dilation((frames(masks) > 0.5).float(), square) > 0.5
@@ -213,13 +215,16 @@ def detector_input(clips: Tensor, size: int = 224) -> Tensor:
     """I3D's input: [N, L, 3, H, W] in [0, 1] -> [N, 3, L, size, size] in [-1, 1], RGB."""
     n, length = clips.shape[:2]
     # [N, L, 3, H, W] -> [N * L, 3, H, W]
-    resized = F.interpolate(clips.flatten(0, 1), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    resized = F.interpolate(
+        clips.flatten(0, 1), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     # [N * L, 3, size, size] -> [N, 3, L, size, size]
     return (resized.clamp(0, 1) * 2 - 1).reshape(n, length, 3, size, size).transpose(1, 2)
 
 
-def clip_features(videos: Tensor, detector: torch.nn.Module, clip_length: int, logits: bool, size: int = 224,
-                  batch_size: int = 8) -> Tensor:
+def clip_features(
+    videos: Tensor, detector: torch.nn.Module, clip_length: int, logits: bool, size: int = 224, batch_size: int = 8
+) -> Tensor:
     """I3D features of the clips of `videos` [B, T, 3, H, W] in [0, 1]: [B * (T // clip_length), D] in float64.
 
     logits: the 400 Kinetics logits (FVD) instead of the 1024-d pooled features (VFID-I).

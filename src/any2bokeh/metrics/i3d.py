@@ -52,8 +52,15 @@ def same_padding(x: Tensor, kernel: tuple[int, int, int], stride: tuple[int, int
 class Unit3D(nn.Module):
     """Conv3d with "SAME" padding, then batch norm and ReLU (none of them for the logits)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int | tuple = 1, stride: int | tuple = 1,
-                 batch_norm: bool = True, activation: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int | tuple = 1,
+        stride: int | tuple = 1,
+        batch_norm: bool = True,
+        activation: bool = True,
+    ) -> None:
         super().__init__()
         self.kernel = (kernel,) * 3 if isinstance(kernel, int) else tuple(kernel)
         self.stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)

@@ -377,9 +377,7 @@ class AnyToBokeh(SerializationMixin, nn.Module):
             "added_time_ids": self.added_time_ids(batch, aif.device),
             "k": k,
             # disparity: [B, T, 1, H, W] -> regions [B, T, H, W]
-            "mpi_regions": mpi_regions(
-                disparity[:, :, 0], disp_focus, self.options.n_planes, self.options.mpi_alpha
-            ),
+            "mpi_regions": mpi_regions(disparity[:, :, 0], disp_focus, self.options.n_planes, self.options.mpi_alpha),
             "cond_latents": aif_latents.to(self.dtype),
         }
 

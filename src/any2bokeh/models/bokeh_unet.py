@@ -83,9 +83,7 @@ class BokehUNet(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(unet, UNetSpatioTemporalConditionModel):
-            raise ValueError(
-                f"BokehUNet: expected a UNetSpatioTemporalConditionModel, got {type(unet).__name__}"
-            )
+            raise ValueError(f"BokehUNet: expected a UNetSpatioTemporalConditionModel, got {type(unet).__name__}")
         if unet.config.in_channels != 2 * LATENT_CHANNELS or unet.config.out_channels != LATENT_CHANNELS:
             raise ValueError(
                 f"BokehUNet: the UNet must map {2 * LATENT_CHANNELS} to {LATENT_CHANNELS} channels, got "
@@ -106,9 +104,7 @@ class BokehUNet(nn.Module):
         cond_dim = conv_in.out_channels
         # new modules are built in float32 on the UNet's device (meta and fake tensors included)
         with torch.device(conv_in.weight.device):
-            self.cond_embed = nn.Conv2d(
-                LATENT_CHANNELS, cond_dim, conv_in.kernel_size, padding=conv_in.padding
-            )
+            self.cond_embed = nn.Conv2d(LATENT_CHANNELS, cond_dim, conv_in.kernel_size, padding=conv_in.padding)
             self.mpi_blocks = nn.ModuleList()
         with torch.no_grad():
             # the all-in-focus latents are the first 4 input channels of conv_in
@@ -247,8 +243,7 @@ class BokehUNet(nn.Module):
             )
         if encoder_hidden_states.ndim != 3 or encoder_hidden_states.shape[0] != batch:
             raise ValueError(
-                f"BokehUNet: encoder_hidden_states must be [{batch}, S, C], "
-                f"got {tuple(encoder_hidden_states.shape)}"
+                f"BokehUNet: encoder_hidden_states must be [{batch}, S, C], got {tuple(encoder_hidden_states.shape)}"
             )
         k = torch.as_tensor(k, device=sample.device)
         if k.ndim == 0:
@@ -256,9 +251,7 @@ class BokehUNet(nn.Module):
         elif k.shape == (batch,):
             k = k[:, None].expand(batch, frames)
         elif k.shape != (batch, frames):
-            raise ValueError(
-                f"BokehUNet: k must be a float, [{batch}] or [{batch}, {frames}], got {tuple(k.shape)}"
-            )
+            raise ValueError(f"BokehUNet: k must be a float, [{batch}] or [{batch}, {frames}], got {tuple(k.shape)}")
 
         inputs = MPIInputs(
             # cond_latents: [B, T, 4, h, w] -> [B * T, 4, h, w] -> features [B * T, C0, h, w]

@@ -72,9 +72,7 @@ def vd_image(disparity: torch.Tensor, disp_focus: torch.Tensor | float) -> torch
     return image.expand(*image.shape[:-3], 3, *image.shape[-2:])
 
 
-def mpi_thresholds(
-    disp_focus: torch.Tensor | float, n_planes: int = 4, alpha: float = 1.0
-) -> torch.Tensor:
+def mpi_thresholds(disp_focus: torch.Tensor | float, n_planes: int = 4, alpha: float = 1.0) -> torch.Tensor:
     """The focal-plane-adapted thresholds of eq. (2): h_i = (i / N) ** (1 / d_f**alpha), i = 0..N.
 
     Args:
@@ -148,9 +146,7 @@ def fourier_k(k: torch.Tensor | float, encoding: str = "log") -> torch.Tensor:
     k = torch.as_tensor(k)
     dtype = _compute_dtype(k) if k.is_floating_point() else torch.float32
     low, high = K_FREQUENCIES[encoding]
-    frequencies = torch.logspace(
-        math.log10(low), math.log10(high), FOURIER_FREQUENCIES, dtype=dtype, device=k.device
-    )
+    frequencies = torch.logspace(math.log10(low), math.log10(high), FOURIER_FREQUENCIES, dtype=dtype, device=k.device)
     k = k.to(dtype)
     position = k if encoding == "raw" else torch.log1p(k) / math.log(2.0)
     # [..., 1] * [16] -> [..., 16]

@@ -64,7 +64,11 @@ class KScaledConvIn(nn.Conv2d):
             return output
         # the V_D part of the convolution alone: [BT, 4, h, w] -> [BT, C0, h, w]
         defocus = F.conv2d(
-            sample[:, LATENT_CHANNELS:], self.weight[:, LATENT_CHANNELS:], None, self.stride, self.padding,
+            sample[:, LATENT_CHANNELS:],
+            self.weight[:, LATENT_CHANNELS:],
+            None,
+            self.stride,
+            self.padding,
             self.dilation,
         )
         gain = self._k_gain(inputs.k_embedding).to(output.dtype)

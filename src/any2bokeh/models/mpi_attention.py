@@ -265,9 +265,7 @@ class MPIAttention(nn.Module):
         context = self.norm_attn(torch.cat([visual_keys, cond_tokens], dim=1))
         key, value = self.to_k(context), self.to_v(context)
         # [BT, L, heads * d] -> [BT, heads, L, d]
-        query, key, value = (
-            t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (query, key, value)
-        )
+        query, key, value = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (query, key, value))
         # key mask [1, M]: visual keys always allowed, so no query row is fully masked
         if self.key_mask == "coverage":
             bias = inputs.key_bias(self.level, keys_size, query.dtype)

@@ -235,7 +235,9 @@ class SerializationMixin:
             "options": options,
             "unet": _read_json(folder / "unet" / "config.json", "the UNet config"),
             "vae": _read_json(folder / "vae" / "config.json", "the VAE config"),
-            "image_encoder": _read_json(folder / "image_encoder" / "config.json", "the CLIP config") if use_clip else None,
+            "image_encoder": _read_json(folder / "image_encoder" / "config.json", "the CLIP config")
+            if use_clip
+            else None,
             "feature_extractor": (
                 _read_json(folder / "feature_extractor" / "preprocessor_config.json", "the CLIP preprocessing")
                 if use_clip
@@ -244,7 +246,10 @@ class SerializationMixin:
         }
         model = cls._empty_from_config(config, str(config_path))
 
-        files = {"unet.unet.": [folder / "unet" / DIFFUSERS_WEIGHTS_NAME], "vae.vae.": [folder / "vae" / DIFFUSERS_WEIGHTS_NAME]}
+        files = {
+            "unet.unet.": [folder / "unet" / DIFFUSERS_WEIGHTS_NAME],
+            "vae.vae.": [folder / "vae" / DIFFUSERS_WEIGHTS_NAME],
+        }
         if use_clip:
             # transformers may shard: model.safetensors or model-0000i-of-0000n.safetensors
             files["image_encoder."] = sorted((folder / "image_encoder").glob("model*.safetensors")) or [

@@ -9,4 +9,12 @@ from .disparity_map import render_disparity_map
 from .layers import render_layers
 from .raytrace import lens_lattice, raytrace
 
-__all__ = ["raytrace", "render_layers", "render_disparity_map", "lens_lattice", "composite_over", "ALPHA_SKIP", "ALPHA_STOP"]
+__all__ = [
+    "raytrace",
+    "render_layers",
+    "render_disparity_map",
+    "lens_lattice",
+    "composite_over",
+    "ALPHA_SKIP",
+    "ALPHA_STOP",
+]

@@ -127,9 +127,13 @@ def render_disparity_map(
     if isinstance(disparity, Tensor) and disparity.ndim == 4 and disparity.shape[1] == 1:
         disparity = disparity[:, 0]  # [T, 1, H, W] -> [T, H, W]
     if not isinstance(disparity, Tensor) or tuple(disparity.shape) != (frames, height, width):
-        raise ValueError(f"disparity must be [T, H, W] = {(frames, height, width)}, got {tuple(getattr(disparity, 'shape', ()))}")
+        raise ValueError(
+            f"disparity must be [T, H, W] = {(frames, height, width)}, got {tuple(getattr(disparity, 'shape', ()))}"
+        )
     if not torch.isfinite(disparity).all() or disparity.min() < 0 or disparity.max() > 1:
-        raise ValueError(f"disparity must be finite and in [0, 1], got [{float(disparity.min())}, {float(disparity.max())}]")
+        raise ValueError(
+            f"disparity must be finite and in [0, 1], got [{float(disparity.min())}, {float(disparity.max())}]"
+        )
     k = _per_frame(K, "K", frames)
     d_f = _per_frame(disp_focus, "disp_focus", frames)
     if (k < 0).any():
@@ -137,7 +141,9 @@ def render_disparity_map(
     if ((d_f < 0) | (d_f > 1)).any():
         raise ValueError(f"disp_focus must lie in [0, 1], got {d_f.tolist()}")
     if int(num_layers) != num_layers or num_layers < 1 or not max_radius_step > 0:
-        raise ValueError(f"need an integer num_layers >= 1 and max_radius_step > 0, got {num_layers!r}, {max_radius_step!r}")
+        raise ValueError(
+            f"need an integer num_layers >= 1 and max_radius_step > 0, got {num_layers!r}, {max_radius_step!r}"
+        )
     if gamma <= 0 or highlight_gain < 0 or not 0 <= highlight_threshold < 1:
         raise ValueError(
             f"need gamma > 0, highlight_gain >= 0 and highlight_threshold in [0, 1), "
@@ -149,7 +155,9 @@ def render_disparity_map(
         work = work**gamma
     if highlight_gain > 0:
         brightest = images.float().amax(dim=1, keepdim=True)  # [T, 1, H, W]
-        work = work * (1 + highlight_gain * ((brightest - highlight_threshold) / (1 - highlight_threshold)).clamp(min=0))
+        work = work * (
+            1 + highlight_gain * ((brightest - highlight_threshold) / (1 - highlight_threshold)).clamp(min=0)
+        )
     out = torch.empty_like(work)
     for t in range(frames):
         frame_disparity = disparity[t].to(work)

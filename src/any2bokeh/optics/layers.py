@@ -74,13 +74,17 @@ def render_layers(
     """
     K, d_f = check_layers(images, alphas, planes, K, disp_focus)
     if (planes[..., :2] != 0).any():
-        raise ValueError("render_layers supports fronto-parallel planes only (a = b = 0); use raytrace for tilted planes")
+        raise ValueError(
+            "render_layers supports fronto-parallel planes only (a = b = 0); use raytrace for tilted planes"
+        )
     lens = lens_lattice(samples_per_side).to(images.device)
     # FFTs need float32 or float64
     work = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
     out = torch.stack(
         [
-            _render_one(images[i].to(work), alphas[i].to(work), planes[i, :, 2].double(), K[i], d_f[i], lens, cells_per_side)
+            _render_one(
+                images[i].to(work), alphas[i].to(work), planes[i, :, 2].double(), K[i], d_f[i], lens, cells_per_side
+            )
             for i in range(images.shape[0])
         ]
     )

@@ -60,7 +60,9 @@ def _per_batch(value, name: str, batch: int, device: torch.device) -> Tensor:
         return t.expand(batch).clone()
     t = t.reshape(t.shape[0], -1)
     if t.shape != (batch, 1):
-        raise ValueError(f"{name} must be a float or a [B] tensor with B={batch}, got shape {tuple(torch.as_tensor(value).shape)}")
+        raise ValueError(
+            f"{name} must be a float or a [B] tensor with B={batch}, got shape {tuple(torch.as_tensor(value).shape)}"
+        )
     return t[:, 0].clone()
 
 
@@ -70,13 +72,17 @@ def check_layers(images: Tensor, alphas: Tensor, planes: Tensor, K, disp_focus) 
         raise ValueError(f"images must be [B, L, 3, H, W], got {tuple(getattr(images, 'shape', ()))}")
     b, l, _, h, w = images.shape
     if not isinstance(alphas, Tensor) or tuple(alphas.shape) != (b, l, 1, h, w):
-        raise ValueError(f"alphas must be [B, L, 1, H, W] = {(b, l, 1, h, w)}, got {tuple(getattr(alphas, 'shape', ()))}")
+        raise ValueError(
+            f"alphas must be [B, L, 1, H, W] = {(b, l, 1, h, w)}, got {tuple(getattr(alphas, 'shape', ()))}"
+        )
     if not isinstance(planes, Tensor) or tuple(planes.shape) != (b, l, 3):
         raise ValueError(f"planes must be [B, L, 3] = {(b, l, 3)}, got {tuple(getattr(planes, 'shape', ()))}")
     if l < 1 or h < 1 or w < 1:
         raise ValueError(f"need at least one layer and one pixel, got images of shape {tuple(images.shape)}")
     if not (images.is_floating_point() and alphas.is_floating_point() and planes.is_floating_point()):
-        raise ValueError(f"images, alphas and planes must be floating point, got {images.dtype}, {alphas.dtype}, {planes.dtype}")
+        raise ValueError(
+            f"images, alphas and planes must be floating point, got {images.dtype}, {alphas.dtype}, {planes.dtype}"
+        )
     k = _per_batch(K, "K", b, images.device)
     d_f = _per_batch(disp_focus, "disp_focus", b, images.device)
     if not torch.isfinite(k).all() or (k < 0).any():
@@ -144,7 +150,10 @@ def raytrace(
     lens = lens_lattice(samples_per_side).to(images.device)
     if not general and not (planes[..., :2] != 0).any():
         return torch.stack(
-            [trace_fronto_parallel(images[i], alphas[i], planes[i, :, 2].double(), K[i], d_f[i], lens) for i in range(len(images))]
+            [
+                trace_fronto_parallel(images[i], alphas[i], planes[i, :, 2].double(), K[i], d_f[i], lens)
+                for i in range(len(images))
+            ]
         )
     b, l, _, h, w = images.shape
     dtype = images.dtype
@@ -176,7 +185,9 @@ def raytrace(
                     if tilted:
                         # disparity of the hit point: (1 - a x - b y + (a u + b v) d_f) / (a u + b v + c)
                         au_bv = a_[li] * u + b_[li] * v  # [s, 1] float64
-                        delta = (1 + au_bv * d_f[bi] - (a_[li] * px + b_[li] * py).double()) / (au_bv + c_[li]) - d_f[bi]
+                        delta = (1 + au_bv * d_f[bi] - (a_[li] * px + b_[li] * py).double()) / (au_bv + c_[li]) - d_f[
+                            bi
+                        ]
                         delta = torch.where(delta.abs() < FOCUS_SNAP, torch.zeros_like(delta), delta)
                         sx, sy = (u * delta).to(dtype), (v * delta).to(dtype)
                     else:
@@ -242,7 +253,9 @@ def trace_fronto_parallel(
     for li in range(n_layers):
         row_ids = torch.nonzero(alphas[li, 0].amax(1) > 0).flatten()
         col_ids = torch.nonzero(alphas[li, 0].amax(0) > 0).flatten()
-        boxes.append(None if len(row_ids) == 0 else (int(row_ids[0]), int(row_ids[-1]), int(col_ids[0]), int(col_ids[-1])))
+        boxes.append(
+            None if len(row_ids) == 0 else (int(row_ids[0]), int(row_ids[-1]), int(col_ids[0]), int(col_ids[-1]))
+        )
     num = images.new_zeros(4, h, w)
     trans = images.new_empty(h, w)
     buf_rows = images.new_empty(4, h + 1, w)

@@ -102,7 +102,9 @@ def read_manifest(path: Path) -> list[tuple[str, dict[str, Any]]]:
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
             for number, row in enumerate(reader, start=2):
-                rows.append((f"{path}:{number}", {key.strip(): _parse_cell(value) for key, value in row.items() if key}))
+                rows.append(
+                    (f"{path}:{number}", {key.strip(): _parse_cell(value) for key, value in row.items() if key})
+                )
     else:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if not line.strip():
@@ -129,7 +131,9 @@ def merge_settings(base: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """The run's settings with a manifest row's columns on top (a row's focus kind replaces the run's)."""
     settings = copy.deepcopy(base)
     focus = settings.setdefault("focus", {})
-    row_focus = {key.split(".", 1)[1]: value for key, value in row.items() if key.startswith("focus.") and value is not None}
+    row_focus = {
+        key.split(".", 1)[1]: value for key, value in row.items() if key.startswith("focus.") and value is not None
+    }
     if any(key in row_focus for key in FOCUS_KINDS):
         for key in FOCUS_KINDS:
             focus[key] = None
@@ -176,7 +180,9 @@ def list_jobs(inputs: str | os.PathLike | list | tuple, settings: dict[str, Any]
         else:
             paths = expand_path(path)
         for video in paths:
-            jobs.append(VideoJob(name=video_name(video), input=os.fspath(video), settings=copy.deepcopy(settings), origin=text))
+            jobs.append(
+                VideoJob(name=video_name(video), input=os.fspath(video), settings=copy.deepcopy(settings), origin=text)
+            )
     plain = [job for job in jobs if job.origin in map(os.fspath, items)]
     if settings.get("disparity") is not None and len(plain) > 1:
         raise ValueError(

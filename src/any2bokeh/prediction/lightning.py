@@ -100,7 +100,9 @@ class RefocusModule(L.LightningModule):
             except Exception as error:  # one video's failure never stops the batch
                 if isinstance(error, torch.OutOfMemoryError) and torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                return FailedVideo(job=job, reason=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - start)
+                return FailedVideo(
+                    job=job, reason=f"{type(error).__name__}: {error}", seconds=time.perf_counter() - start
+                )
 
     def configure_optimizers(self) -> Any:
         return None

@@ -78,8 +78,23 @@ def demo_jobs(cfg: DictConfig, settings: dict[str, Any]) -> list[VideoJob]:
 # the top-level keys of conf/predict.yaml (Hydra's struct mode refuses others on the command line,
 # but `+key=` and configs built in Python get past it)
 CONFIG_KEYS = {
-    "task_name", "input", "output_dir", "overwrite", "save_frames", "disparity", "depth_model", "focus", "k",
-    "window", "overlap", "working_area", "cpu_threads", "trainer", "paths", "renderer", "hydra",
+    "task_name",
+    "input",
+    "output_dir",
+    "overwrite",
+    "save_frames",
+    "disparity",
+    "depth_model",
+    "focus",
+    "k",
+    "window",
+    "overlap",
+    "working_area",
+    "cpu_threads",
+    "trainer",
+    "paths",
+    "renderer",
+    "hydra",
 }
 
 
@@ -94,7 +109,9 @@ def check_predict_config(cfg: DictConfig) -> None:
     if cfg.get("renderer") is None or "_target_" not in cfg.renderer:
         raise ValueError("renderer must be a renderer config (renderer=classical, model or identity)")
     if "path" in cfg.renderer.keys() and OmegaConf.is_missing(cfg.renderer, "path"):
-        raise ValueError("renderer=model needs renderer.path=<a Lightning .ckpt or a folder written by save_pretrained>")
+        raise ValueError(
+            "renderer=model needs renderer.path=<a Lightning .ckpt or a folder written by save_pretrained>"
+        )
     if cfg.window < 1 or not 0 <= cfg.overlap < cfg.window:
         raise ValueError(f"need window >= 1 and 0 <= overlap < window, got window={cfg.window}, overlap={cfg.overlap}")
     if cfg.working_area < 1:
@@ -125,7 +142,9 @@ def _predict(cfg: DictConfig) -> PredictionSummary:
 
         log.info(f"Rendering {len(todo)} of {len(jobs)} videos into {output_dir} ({len(jobs) - len(todo)} done before)")
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[writer])
-        module = RefocusModule(cfg.renderer, precision=str(trainer.precision), progress=cfg.trainer.get("enable_progress_bar", True))
+        module = RefocusModule(
+            cfg.renderer, precision=str(trainer.precision), progress=cfg.trainer.get("enable_progress_bar", True)
+        )
         trainer.predict(module, datamodule=VideoJobsDataModule(todo), return_predictions=False)
         global_zero = trainer.is_global_zero
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -150,7 +169,11 @@ def summarize(jobs: list[VideoJob], todo: list[VideoJob], output_dir: Path, run:
         if job.name not in pending:
             rows.append({"name": job.name, "input": job.input, "status": "skipped", "reason": "done before"})
         elif job.name in entries:
-            rows.append({key: entries[job.name].get(key) for key in ("name", "input", "status", "reason", "frames", "seconds")})
+            rows.append(
+                {key: entries[job.name].get(key) for key in ("name", "input", "status", "reason", "frames", "seconds")}
+            )
         else:
-            rows.append({"name": job.name, "input": job.input, "status": "failed", "reason": "no result: its process stopped"})
+            rows.append(
+                {"name": job.name, "input": job.input, "status": "failed", "reason": "no result: its process stopped"}
+            )
     return PredictionSummary(rows=rows, output_dir=os.fspath(output_dir), run=run)

@@ -76,7 +76,11 @@ def read_log(output_dir: str | os.PathLike, run: str) -> list[dict[str, Any]]:
 
 
 def write_result(
-    result: RenderedVideo | FailedVideo, output_dir: str | os.PathLike, run: str, rank: int = 0, save_frames: bool = False
+    result: RenderedVideo | FailedVideo,
+    output_dir: str | os.PathLike,
+    run: str,
+    rank: int = 0,
+    save_frames: bool = False,
 ) -> dict[str, Any]:
     """Write a rendered video and its sidecar, or report a failure; returns the run-log entry (also appended)."""
     from any2bokeh.io import has_audio, write_mp4, write_png_frames
@@ -134,5 +138,7 @@ class VideoWriter(BasePredictionWriter):
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.run = trainer.strategy.broadcast(self.run, src=0)
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
         write_result(prediction, self.output_dir, self.run, trainer.global_rank, self.save_frames)

@@ -17,7 +17,6 @@ from omegaconf import DictConfig, open_dict
 log = logging.getLogger(__name__)
 
 
-
 def compose_config(
     config_dir: str | Path,
     config_name: str | None,
