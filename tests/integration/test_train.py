@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+import wandb
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import WandbLogger
@@ -97,7 +98,9 @@ def test_wandb_offline_run_logs_config_metrics_and_videos(tmp_path, monkeypatch)
     assert len(runs) == 1, list(tmp_path.rglob("*"))
     files = runs[0] / "files"
     assert list(files.glob("media/videos/**/*.mp4")), sorted(p.name for p in files.rglob("*"))
-    # the offline run's record holds the config, the losses and the metrics until `wandb sync`
+    # the offline run's record holds the config, the losses and the metrics until `wandb sync`; the wandb
+    # service writes it in the background, so stop the service (as the process's exit would) before reading
+    wandb.teardown()
     record = next(runs[0].glob("*.wandb")).read_bytes()
     assert b"Stage1GeometryGuided" in record and b"train/loss" in record and b"val/psnr" in record
     # the gates' strength, and per block as a histogram
