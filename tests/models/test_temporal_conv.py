@@ -1,3 +1,4 @@
+import copy
 import os
 import subprocess
 import sys
@@ -14,11 +15,8 @@ from any2bokeh.models.temporal_conv import TemporalConv, adopt_temporal_convs
 def test_temporal_conv_is_the_conv3d_it_replaces(kernel, frames):
     torch.manual_seed(0)
     conv = nn.Conv3d(6, 4, (kernel, 1, 1), padding=(kernel // 2, 0, 0)).double()
-    swapped = adopt_temporal_convs(nn.Sequential(reference := nn.Conv3d(6, 4, (kernel, 1, 1))))
-    assert swapped == 1 and type(reference) is TemporalConv
-    reference.__class__ = nn.Conv3d
-    ours = TemporalConv(6, 4, (kernel, 1, 1), padding=(kernel // 2, 0, 0)).double()
-    ours.load_state_dict(conv.state_dict())
+    ours = copy.deepcopy(conv)
+    assert adopt_temporal_convs(ours) == 1 and type(ours) is TemporalConv
     # diffusers hands the temporal blocks a permuted, non-contiguous [B, C, T, H, W]
     x = torch.randn(2, frames, 6, 5, 7, dtype=torch.float64).permute(0, 2, 1, 3, 4).requires_grad_()
     expected, actual = conv(x), ours(x)
