@@ -13,7 +13,10 @@ One call renders a clip:
 
 fps: SVD's pipeline feeds its UNet `fps - 1`; the authors trained with 7 fed directly and ran inference
 through the stock pipeline, which fed 6. Here the UNet always receives `fps` itself (default 7, the training
-value), in training and at inference alike.
+value), in training and at inference alike; `from_release` sets 6, what the released model ran with.
+
+The options (`AnyToBokehOptions`, options.py) choose between this project's model and the computation of
+the authors' released network (`from_release`, release_weights.py).
 """
 
 from __future__ import annotations
@@ -24,55 +27,22 @@ from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
 from torch import Tensor, nn
 from transformers import CLIPVisionModelWithProjection
 
 from .bokeh_unet import BokehUNet
+from .clip_input import CLIP_RESIZES, clip_pixels
 from .conditioning import mpi_regions, vd_image
 from .inputs import normalize_inputs
 from .loading import SVD_XT, load_svd_components
+from .options import AnyToBokehOptions
+from .release_weights import load_release
 from .serialization import SerializationMixin
 from .tiny import CLIPImageProcessor, tiny_svd_components
 from .vae import SkipVAE
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class AnyToBokehOptions:
-    """The options of the one-step model that are not weights; saved with it (`AnyToBokeh.config`).
-
-    n_planes: N, the number of focal-plane-adapted MPI regions.
-    mpi_alpha: the exponent on d_f in the MPI thresholds (1 in training; the authors also used 1.5 at inference).
-    fps, motion_bucket_id, noise_aug_strength: SVD's added time ids, fed to the UNet as given.
-    timestep: the fixed timestep of the one-step model.
-    use_image_encoder: CLIP context per frame; False gives a zero context and no image encoder in memory.
-    skip_init: starting value of the VAE skip-conv weights (0: the plain VAE at initialisation).
-    ff_mult: hidden width of the MPI blocks' feed-forward, in multiples of the block width.
-    max_key_tokens: the MPI blocks' keys (visual and condition) are pooled to at most this many per set
-        (None: the full block grid); see `MPIAttention`.
-    key_mask, k_residual: how pooled condition keys are masked ("coverage" or "any") and whether K's
-        embedding joins the residual stream ungated; see `MPIAttention`.
-    k_encoding, k_gain: E(K) ("log" or the authors' "raw") and whether K scales the V_D features of
-        `conv_in`; see `BokehUNet`.
-    """
-
-    n_planes: int = 4
-    mpi_alpha: float = 1.0
-    fps: float = 7
-    motion_bucket_id: float = 127
-    noise_aug_strength: float = 0.0
-    timestep: float = 1.0
-    use_image_encoder: bool = True
-    skip_init: float = 0.0
-    ff_mult: int = 2
-    max_key_tokens: int | None = 576
-    key_mask: str = "coverage"
-    k_residual: bool = True
-    k_encoding: str = "log"
-    k_gain: bool = True
 
 
 @dataclass
@@ -150,7 +120,13 @@ class AnyToBokeh(SerializationMixin, nn.Module):
             k_residual=self.options.k_residual,
             k_encoding=self.options.k_encoding,
             k_gain=self.options.k_gain,
+            projection=self.options.projection,
+            cond_tokens=self.options.cond_tokens,
+            ff_twice=self.options.ff_twice,
+            temporal_context=self.options.temporal_context,
         )
+        if self.options.clip_resize not in CLIP_RESIZES:
+            raise ValueError(f"AnyToBokeh: clip_resize must be one of {CLIP_RESIZES}, got {self.options.clip_resize!r}")
         self.vae = SkipVAE(vae, skip_init=self.options.skip_init)
         self.image_encoder = image_encoder
         self.feature_extractor = feature_extractor
@@ -255,6 +231,22 @@ class AnyToBokeh(SerializationMixin, nn.Module):
         return model
 
     @classmethod
+    def from_release(
+        cls,
+        folder: str | os.PathLike,
+        svd: str | os.PathLike | None = None,
+        *,
+        dtype: torch.dtype | str | None = None,
+        **options: Any,
+    ) -> "AnyToBokeh":
+        """The authors' released weights (`folder/unet/unet/`, `folder/vae/`) with CLIP from the SVD folder `svd`.
+
+        The release's computation is set by its options (`RELEASE_OPTIONS`); `options` override them (the
+        opt-in fixes, e.g. `cond_tokens=True` for fine-tuning with the MPI prior). See `release_weights.load_release`.
+        """
+        return load_release(cls, folder, svd, dtype=dtype, **options)
+
+    @classmethod
     def tiny(
         cls,
         seed: int = 0,
@@ -317,19 +309,23 @@ class AnyToBokeh(SerializationMixin, nn.Module):
     def image_context(self, frames: Tensor) -> Tensor:
         """Cross-attention context: the CLIP image embedding of each frame, [B, T, C]; zeros [B, 1, C] without CLIP.
 
-        Frames [B, T, 3, H, W] in [-1, 1] are resized (bicubic, antialiased) to the encoder's square input,
-        as SVD's pipeline does, and normalised with the feature extractor's mean and std.
+        Frames [B, T, 3, H, W] in [-1, 1] are resized to the encoder's square input and normalised with the
+        feature extractor's mean and std (options `clip_resize`, `clip_normalize`; see `clip_input`).
         """
         batch, num_frames = frames.shape[:2]
         if self.image_encoder is None:
             width = self.unet.unet.config.cross_attention_dim
             return torch.zeros(batch, 1, width, dtype=self.dtype, device=frames.device)
         size = self.image_encoder.config.image_size
+        normalize = self.options.clip_normalize
         # frames: [B, T, 3, H, W] -> [B * T, 3, size, size]
-        pixels = F.interpolate(
-            frames.flatten(0, 1).float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False
+        pixels = clip_pixels(
+            frames.flatten(0, 1),
+            size,
+            self.options.clip_resize,
+            self.clip_mean if normalize else None,
+            self.clip_std if normalize else None,
         )
-        pixels = ((pixels + 1) / 2 - self.clip_mean) / self.clip_std
         embeddings = self.image_encoder(pixel_values=pixels.to(self.image_encoder.dtype)).image_embeds
         # embeddings: [B * T, C] -> [B, T, C]
         return embeddings.unflatten(0, (batch, num_frames)).to(self.dtype)

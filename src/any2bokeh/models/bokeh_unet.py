@@ -30,6 +30,7 @@ from .mpi_attention import (
     MPIState,
     MPITransformerBlock,
 )
+from .temporal_context import adopt_temporal_blocks
 from .temporal_conv import adopt_temporal_convs
 
 
@@ -66,6 +67,10 @@ class BokehUNet(nn.Module):
         key_mask, k_residual: how pooled condition keys are masked and how K enters; see MPIAttention.
         k_encoding: E(K), "log" (octaves of blur) or "raw" (the authors'); see `fourier_k`.
         k_gain: K scales the V_D features of `conv_in` (see `any2bokeh.models.k_gain`).
+        projection, cond_tokens, ff_twice: the MPI blocks' variant (the release's: "linear", False, True);
+            without condition tokens there is no `cond_embed`. See MPIAttention.
+        temporal_context: "all" (the temporal blocks see every frame's context token) or "first" (frame 0's,
+            as stock SVD and the release); see `temporal_context`.
     """
 
     new_module_prefixes: tuple[str, ...] = ("cond_embed", "mpi_blocks", "k_gain")
@@ -80,6 +85,10 @@ class BokehUNet(nn.Module):
         k_residual: bool = True,
         k_encoding: str = "log",
         k_gain: bool = True,
+        projection: str = "mlp",
+        cond_tokens: bool = True,
+        ff_twice: bool = False,
+        temporal_context: str = "all",
     ) -> None:
         super().__init__()
         if not isinstance(unet, UNetSpatioTemporalConditionModel):
@@ -93,23 +102,30 @@ class BokehUNet(nn.Module):
             raise ValueError(f"BokehUNet: n_planes must be >= 1, got {n_planes}")
         if k_encoding not in K_ENCODINGS:
             raise ValueError(f"BokehUNet: k_encoding must be one of {K_ENCODINGS}, got {k_encoding!r}")
+        if temporal_context not in ("all", "first"):
+            raise ValueError(f"BokehUNet: temporal_context must be 'all' or 'first', got {temporal_context!r}")
         # the temporal ResNet blocks' convs: exact, and right where oneDNN's bf16 Conv3d is not
         adopt_temporal_convs(unet)
         self.unet = unet
         self.n_planes = n_planes
         self.k_encoding = k_encoding
+        self.temporal_context = temporal_context
         self._state = MPIState()
+        adopt_temporal_blocks(unet, self._state)
 
         conv_in = unet.conv_in
         cond_dim = conv_in.out_channels
         # new modules are built in float32 on the UNet's device (meta and fake tensors included)
         with torch.device(conv_in.weight.device):
-            self.cond_embed = nn.Conv2d(LATENT_CHANNELS, cond_dim, conv_in.kernel_size, padding=conv_in.padding)
             self.mpi_blocks = nn.ModuleList()
-        with torch.no_grad():
-            # the all-in-focus latents are the first 4 input channels of conv_in
-            self.cond_embed.weight.copy_(conv_in.weight[:, :LATENT_CHANNELS])
-            self.cond_embed.bias.copy_(conv_in.bias)
+            self.cond_embed = None
+            if cond_tokens:
+                self.cond_embed = nn.Conv2d(LATENT_CHANNELS, cond_dim, conv_in.kernel_size, padding=conv_in.padding)
+        if self.cond_embed is not None:
+            with torch.no_grad():
+                # the all-in-focus latents are the first 4 input channels of conv_in
+                self.cond_embed.weight.copy_(conv_in.weight[:, :LATENT_CHANNELS])
+                self.cond_embed.bias.copy_(conv_in.bias)
 
         self.mpi_block_paths: list[str] = []
         hosts: dict[int, TransformerSpatioTemporalModel] = {}
@@ -127,6 +143,9 @@ class BokehUNet(nn.Module):
                     max_key_tokens=max_key_tokens,
                     key_mask=key_mask,
                     k_residual=k_residual,
+                    projection=projection,
+                    cond_tokens=cond_tokens,
+                    ff_twice=ff_twice,
                 )
             MPITransformerBlock.adopt(block, mpi, self._state)
             self.mpi_blocks.append(mpi)
@@ -140,11 +159,10 @@ class BokehUNet(nn.Module):
             KScaledConvIn.adopt(conv_in, self.k_gain, self._state)
         # the spatio-temporal transformers that checkpoint the MPI blocks (see `_replay_conditioning`)
         object.__setattr__(self, "_mpi_hosts", list(hosts.values()))
-        if conv_in.weight.dtype != self.cond_embed.weight.dtype:
-            self.cond_embed.to(dtype=conv_in.weight.dtype)
-            self.mpi_blocks.to(dtype=conv_in.weight.dtype)
-            if self.k_gain is not None:
-                self.k_gain.to(dtype=conv_in.weight.dtype)
+        if conv_in.weight.dtype != self.mpi_blocks[0].to_q.weight.dtype:
+            for module in (self.cond_embed, self.mpi_blocks, self.k_gain):
+                if module is not None:
+                    module.to(dtype=conv_in.weight.dtype)
         if unet.is_gradient_checkpointing:
             self.enable_gradient_checkpointing()
 
@@ -253,9 +271,12 @@ class BokehUNet(nn.Module):
         elif k.shape != (batch, frames):
             raise ValueError(f"BokehUNet: k must be a float, [{batch}] or [{batch}, {frames}], got {tuple(k.shape)}")
 
-        inputs = MPIInputs(
+        cond_features = None
+        if self.cond_embed is not None:
             # cond_latents: [B, T, 4, h, w] -> [B * T, 4, h, w] -> features [B * T, C0, h, w]
-            cond_features=self.cond_embed(cond_latents.flatten(0, 1).to(self.cond_embed.weight.dtype)),
+            cond_features = self.cond_embed(cond_latents.flatten(0, 1).to(self.cond_embed.weight.dtype))
+        inputs = MPIInputs(
+            cond_features=cond_features,
             # mpi_regions: [B, T, H, W] -> [B * T, H, W]
             regions=mpi_regions.flatten(0, 1).to(sample.device),
             # k: [B, T] -> [B * T, 32]
@@ -263,6 +284,7 @@ class BokehUNet(nn.Module):
             latent_size=(height, width),
             num_frames=frames,
             per_frame_context=frames > 1 and encoder_hidden_states.shape[1] == frames,
+            first_frame_context=self.temporal_context == "first",
         )
         self._replay_conditioning()
         with self._state.use(inputs):

@@ -19,9 +19,9 @@ from any2bokeh.data.disparity import MIN_DISP_FOCUS
 LATENT_CHANNELS = 4
 FOURIER_FREQUENCIES = 16
 FOURIER_DIM = 2 * FOURIER_FREQUENCIES
-#: E(K)'s encodings and their (lowest, highest) frequency: rad per pixel of K ("raw", the authors') or
+#: E(K)'s encodings and their (lowest, highest) frequency: rad per pixel of K ("raw" and the release's two) or
 #: rad per octave of 1 + K ("log"); see `fourier_k`
-K_FREQUENCIES = {"raw": (1.0, 100.0), "log": (0.25, 8.0)}
+K_FREQUENCIES = {"raw": (1.0, 100.0), "log": (0.25, 8.0), "release": (1.0, 100.0), "interleaved": (1.0, 100.0)}
 K_ENCODINGS = tuple(K_FREQUENCIES)
 
 
@@ -125,27 +125,39 @@ def mpi_regions(
 
 
 def fourier_k(k: torch.Tensor | float, encoding: str = "log") -> torch.Tensor:
-    """Fourier embedding E(K) of the blur strength (eq. 4): 16 sines, then 16 cosines.
+    """Fourier embedding E(K) of the blur strength (eq. 4), 32 values.
 
-    "raw" is the authors' embedding: angles K * f for 16 frequencies f log-spaced from 1 to 100 rad per
-    pixel. Every frequency turns at least once per 6.3 px of K, so no component is monotonic in K and
+    "raw": angles K * f for 16 frequencies f log-spaced from 1 to 100 rad per pixel, 16 sines then 16
+    cosines. Every frequency turns at least once per 6.3 px of K, so no component is monotonic in K and
     K and 2K land on unrelated embeddings: a network trained on a few K values can tell them apart, but
     one trained on a range of K cannot follow K smoothly from it. "log" embeds u = log2(1 + K) (octaves
     of blur, 0 at K = 0) with frequencies log-spaced from 0.25 to 8 rad per octave: the slowest turns
     less than half a period between K = 0 and K = 127, so its cosine falls monotonically with K, and
     doubling K adds about 1 to u at any K, the same step in the embedding for a small or a large K.
 
+    "release" is what the authors' released model computed: the raw angles, sine and cosine interleaved
+    (sin f_0, cos f_0, sin f_1, ...), every step in float16 (frequencies, angles, sin and cos), so the
+    angles are quantised (by up to 1.5 at K = 32). "interleaved" is the same layout in float32.
+
     Args:
         k: float or tensor [...], K in pixels per unit of disparity.
-        encoding: "raw" or "log" (`K_ENCODINGS`).
+        encoding: one of `K_ENCODINGS`.
     Returns:
-        float32 (float64 for a float64 input) [..., 32].
+        float32 (float64 for a float64 input; float16 for "release") [..., 32].
     """
     if encoding not in K_ENCODINGS:
         raise ValueError(f"fourier_k: encoding must be one of {K_ENCODINGS}, got {encoding!r}")
     k = torch.as_tensor(k)
     dtype = _compute_dtype(k) if k.is_floating_point() else torch.float32
+    if encoding == "release":
+        dtype = torch.float16
     low, high = K_FREQUENCIES[encoding]
+    if encoding in ("release", "interleaved"):
+        # 100 ** linspace(0, 1, 16), computed in the embedding's dtype as the release does
+        frequencies = high ** torch.linspace(0.0, 1.0, FOURIER_FREQUENCIES, dtype=dtype, device=k.device)
+        # [..., 1] * [16] -> [..., 16, 2] (sin, cos) -> [..., 32]
+        angles = k.to(dtype)[..., None] * frequencies
+        return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
     frequencies = torch.logspace(math.log10(low), math.log10(high), FOURIER_FREQUENCIES, dtype=dtype, device=k.device)
     k = k.to(dtype)
     position = k if encoding == "raw" else torch.log1p(k) / math.log(2.0)

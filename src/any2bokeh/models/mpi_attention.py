@@ -25,6 +25,12 @@ Three choices of this implementation:
   key's attention logit (-inf at 0), so a key that one noisy pixel opens weighs 1/cell-area of a fully
   allowed one. Both are the binary mask at the full block grid.
 
+The authors' released model computes a variant of this block, available as options (`AnyToBokeh.from_release`
+sets them): Phi_M and Phi_A as one linear layer each (`projection="linear"`), no condition keys at all
+(`cond_tokens=False`: its key mask was all zeros, so only the visual tokens were attended), and the
+feed-forward applied twice under one gate, after two norms (`ff_twice=True`):
+x <- x + tanh(gate_ff) * (FF(norm_ff(x)) + FF(norm_ff2(x))).
+
 Diffusers hands the spatial blocks nothing per call, so the per-call conditioning (`MPIInputs`) lives in an
 `MPIState` shared by the blocks, which `BokehUNet.forward` fills for the duration of one call. Outside such a
 call the blocks are exactly SVD's blocks.
@@ -53,21 +59,25 @@ class MPIInputs:
     """Per-call conditioning shared by every MPI block.
 
     Attributes:
-        cond_features: [batch * frames, C0, h, w], the condition tokens' features at latent resolution.
+        cond_features: [batch * frames, C0, h, w], the condition tokens' features at latent resolution (None
+            without condition tokens).
         regions: int64 [batch * frames, H, W], MPI region per pixel (any resolution).
         k_embedding: [batch * frames, 32], E(K).
         latent_size: (h, w) of the UNet input.
         num_frames: frames per sample.
         per_frame_context: the cross-attention context holds one token per frame ([B, T, C]) instead of one
             shared sequence.
+        first_frame_context: the temporal blocks see frame 0's context token only (SVD's stock behaviour,
+            and the release's) instead of every frame's.
     """
 
-    cond_features: torch.Tensor
+    cond_features: torch.Tensor | None
     regions: torch.Tensor
     k_embedding: torch.Tensor
     latent_size: tuple[int, int]
     num_frames: int
     per_frame_context: bool = False
+    first_frame_context: bool = False
     _masks: dict = field(default_factory=dict, repr=False)
 
     def grid(self, scale: int) -> tuple[int, int]:
@@ -176,9 +186,13 @@ class MPIAttention(nn.Module):
         key_mask: "any" or "coverage", how a pooled condition key is masked (see the module docstring).
         k_residual: add Phi_M(E(K)) to the residual stream without a gate (True) or only to the queries and
             keys of the gated attention (False).
+        projection: Phi_M and Phi_A as "mlp" (Linear, SiLU, Linear) or "linear" (one Linear, the release's).
+        cond_tokens: attend to the condition tokens V_A (False: the visual tokens only, as the release did).
+        ff_twice: the release's feed-forward, FF(norm_ff(x)) + FF(norm_ff2(x)) under one gate.
     """
 
     KEY_MASKS = ("any", "coverage")
+    PROJECTIONS = ("mlp", "linear")
 
     def __init__(
         self,
@@ -192,6 +206,9 @@ class MPIAttention(nn.Module):
         max_key_tokens: int | None = 576,
         key_mask: str = "coverage",
         k_residual: bool = True,
+        projection: str = "mlp",
+        cond_tokens: bool = True,
+        ff_twice: bool = False,
     ) -> None:
         super().__init__()
         if dim <= 0 or cond_dim <= 0 or num_heads <= 0 or head_dim <= 0:
@@ -207,24 +224,30 @@ class MPIAttention(nn.Module):
             raise ValueError(f"MPIAttention: max_key_tokens must be >= 1 or None, got {max_key_tokens}")
         if key_mask not in self.KEY_MASKS:
             raise ValueError(f"MPIAttention: key_mask must be one of {self.KEY_MASKS}, got {key_mask!r}")
+        if projection not in self.PROJECTIONS:
+            raise ValueError(f"MPIAttention: projection must be one of {self.PROJECTIONS}, got {projection!r}")
         self.level = level
         self.scale = scale
         self.key_mask = key_mask
         self.k_residual = bool(k_residual)
+        self.projection = projection
+        self.cond_tokens = bool(cond_tokens)
+        self.ff_twice = bool(ff_twice)
         self.num_heads = num_heads
         self.max_key_tokens = max_key_tokens
         inner_dim = num_heads * head_dim
 
         # Phi_M: E(K) -> a token offset; its last layer starts at zero, so the block is the identity at first
-        self.k_proj = nn.Sequential(nn.Linear(FOURIER_DIM, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.k_proj = _projection(FOURIER_DIM, dim, projection)
         # Phi_A: condition features -> condition tokens
-        self.cond_proj = nn.Sequential(nn.Linear(cond_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.cond_proj = _projection(cond_dim, dim, projection) if self.cond_tokens else None
         self.norm_attn = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, inner_dim, bias=False)
         self.to_k = nn.Linear(dim, inner_dim, bias=False)
         self.to_v = nn.Linear(dim, inner_dim, bias=False)
         self.to_out = nn.Linear(inner_dim, dim)
         self.norm_ff = nn.LayerNorm(dim)
+        self.norm_ff2 = nn.LayerNorm(dim) if self.ff_twice else None
         self.ff = FeedForward(dim, mult=ff_mult, activation_fn="geglu")
         self.gate_attn = nn.Parameter(torch.zeros(()))
         self.gate_ff = nn.Parameter(torch.zeros(()))
@@ -234,7 +257,8 @@ class MPIAttention(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"level={self.level}, scale={self.scale}, heads={self.num_heads}, "
-            f"max_key_tokens={self.max_key_tokens}, key_mask={self.key_mask}, k_residual={self.k_residual}"
+            f"max_key_tokens={self.max_key_tokens}, key_mask={self.key_mask}, k_residual={self.k_residual}, "
+            f"projection={self.projection}, cond_tokens={self.cond_tokens}, ff_twice={self.ff_twice}"
         )
 
     def forward(self, hidden_states: torch.Tensor, inputs: MPIInputs) -> torch.Tensor:
@@ -257,30 +281,42 @@ class MPIAttention(nn.Module):
             # [BT, h * w, dim] -> [BT, dim, h, w] -> pooled [BT, kh * kw, dim]
             grid = visual.transpose(1, 2).reshape(batch_frames, dim, height, width)
             visual_keys = F.adaptive_avg_pool2d(grid, keys_size).flatten(2).transpose(1, 2)
-        # condition features [BT, C0, h0, w0] -> [BT, C0, kh, kw] -> tokens [BT, kh * kw, dim]
-        cond = F.adaptive_avg_pool2d(inputs.cond_features.to(hidden_states.dtype), keys_size)
-        cond_tokens = self.cond_proj(cond.flatten(2).transpose(1, 2))
-
         query = self.to_q(self.norm_attn(visual))
-        context = self.norm_attn(torch.cat([visual_keys, cond_tokens], dim=1))
+        mask = None
+        if self.cond_tokens:
+            # condition features [BT, C0, h0, w0] -> [BT, C0, kh, kw] -> tokens [BT, kh * kw, dim]
+            cond = F.adaptive_avg_pool2d(inputs.cond_features.to(hidden_states.dtype), keys_size)
+            context = self.norm_attn(torch.cat([visual_keys, self.cond_proj(cond.flatten(2).transpose(1, 2))], dim=1))
+            # key mask [1, M]: visual keys always allowed, so no query row is fully masked
+            if self.key_mask == "coverage":
+                bias = inputs.key_bias(self.level, keys_size, query.dtype)
+                mask = torch.cat([torch.zeros_like(bias), bias], dim=1)
+            else:
+                allowed = inputs.key_mask(self.level, keys_size)
+                mask = torch.cat([torch.ones_like(allowed), allowed], dim=1)
+            # [BT, Lk] -> [BT, 1, 1, Lk], broadcast over heads and queries
+            mask = mask[:, None, None, :]
+        else:
+            context = self.norm_attn(visual_keys)
         key, value = self.to_k(context), self.to_v(context)
         # [BT, L, heads * d] -> [BT, heads, L, d]
         query, key, value = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in (query, key, value))
-        # key mask [1, M]: visual keys always allowed, so no query row is fully masked
-        if self.key_mask == "coverage":
-            bias = inputs.key_bias(self.level, keys_size, query.dtype)
-            mask = torch.cat([torch.zeros_like(bias), bias], dim=1)
-        else:
-            allowed = inputs.key_mask(self.level, keys_size)
-            mask = torch.cat([torch.ones_like(allowed), allowed], dim=1)
-        # [BT, Lk] -> [BT, 1, 1, Lk], broadcast over heads and queries
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None, None, :])
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
         # [BT, heads, L, d] -> [BT, L, heads * d]
         attended = attended.transpose(1, 2).flatten(2)
 
         hidden_states = hidden_states + self.gate_attn.tanh() * self.to_out(attended)
-        hidden_states = hidden_states + self.gate_ff.tanh() * self.ff(self.norm_ff(hidden_states))
-        return hidden_states
+        dense = self.ff(self.norm_ff(hidden_states))
+        if self.ff_twice:
+            dense = dense + self.ff(self.norm_ff2(hidden_states))
+        return hidden_states + self.gate_ff.tanh() * dense
+
+
+def _projection(in_dim: int, dim: int, kind: str) -> nn.Sequential:
+    """Phi_M or Phi_A: "mlp" (Linear, SiLU, Linear) or "linear" (one Linear); the last layer is `[-1]`."""
+    if kind == "linear":
+        return nn.Sequential(nn.Linear(in_dim, dim))
+    return nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
 
 def swap_class(module: nn.Module, cls: type, **references) -> nn.Module:

@@ -43,14 +43,17 @@ SVD_CLIP = dict(
 
 
 def random_real_svd(
-    device: str | torch.device = "cuda", dtype: torch.dtype | None = None, use_image_encoder: bool = True
+    device: str | torch.device = "cuda", dtype: torch.dtype | None = None, use_image_encoder: bool = True, **options
 ) -> AnyToBokeh:
-    """AnyToBokeh on the real SVD img2vid-xt architecture, randomly initialised on `device`."""
+    """AnyToBokeh on the real SVD img2vid-xt architecture, randomly initialised on `device`.
+
+    options: `AnyToBokehOptions` fields, e.g. `**RELEASE_OPTIONS` for the authors' released architecture.
+    """
     with torch.device(device):
         unet = UNetSpatioTemporalConditionModel()
         vae = AutoencoderKLTemporalDecoder(**SVD_VAE)
         encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**SVD_CLIP)) if use_image_encoder else None
-        model = AnyToBokeh(unet, vae, encoder, CLIPImageProcessor() if use_image_encoder else None)
+        model = AnyToBokeh(unet, vae, encoder, CLIPImageProcessor() if use_image_encoder else None, **options)
     # the device context misses tensors made by the legacy `torch.Tensor(...)` constructor (diffusers'
     # AlphaBlender.mix_factor, in every spatio-temporal block): move them too
     return model.to(device=device, dtype=dtype)
