@@ -95,14 +95,14 @@ step() {
 if [ "${CPU:-0}" = 1 ]; then
     step "gpu tests (skipped without CUDA)" 120 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/optics/test_raytrace.py tests/integration/test_pipeline.py
     step "training step (tiny model, CPU)" 600 "$PYTHON" benchmarks/train_step.py --tiny --device cpu --height 64 --width 64 --steps 2
-    step "inference (CPU)" 600 "$PYTHON" benchmarks/predict.py --device cpu --sections model,real,overlap --tiny-size 32x48 --frames 10
+    step "inference (CPU)" 600 "$PYTHON" benchmarks/predict.py --device cpu --sections model,real,release,overlap --tiny-size 32x48 --frames 10
     step "learning benchmark (CPU, a few steps)" 300 bash -c 'learn_both 20 2 trainer.val_check_interval=4 data.val_size=2 data.test_size=2'
 else
     step "raytrace CPU vs CUDA and the other gpu tests" 60 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/optics/test_raytrace.py tests/integration/test_pipeline.py
     step "renderers at 1024x576" 60 "$PYTHON" benchmarks/render.py --device cuda --lens-fraction 0.25 --psnr-rows 64
     step "DataModule throughput at 1024x576" 75 "$PYTHON" benchmarks/synthesis.py --device cuda --skip-renderers --throughput-size 576x1024 --workers 4 --clips 8
     step "stage-1 training step, real SVD architecture" 150 "$PYTHON" benchmarks/train_step.py --steps 3
-    step "inference, real SVD architecture in bf16" 120 "$PYTHON" benchmarks/predict.py --device cuda --sections real,overlap
+    step "inference, real SVD architecture and the release's, in bf16" 200 "$PYTHON" benchmarks/predict.py --device cuda --sections real,release,overlap
     step "learning benchmark, ${LEARN_SECONDS} s of stage 1 per run" $(( LEARN_SECONDS + 150 )) bash -c \
         "learn_both $LEARN_SECONDS 0 hardware=gpu trainer.precision=32-true trainer.val_check_interval=250 data.num_workers=3"
 fi

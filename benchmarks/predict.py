@@ -15,8 +15,12 @@ architecture with random weights in bf16 at 576x1024 (``real``, GPU only; the pa
 13.6 GB on an H800). ``overlap`` measures the weighted overlap's own blending, and how many frames the model
 processes per output frame with window 8 and overlap 4.
 
+``release`` is the authors' released architecture (`RELEASE_OPTIONS`, random weights, the real SVD-xt sizes) beside
+this project's: the parameters of each (on any device, built on the meta device), and on a GPU its seconds per
+frame and peak memory at 576x1024 in bf16.
+
     python benchmarks/predict.py --sections model,overlap --device cpu
-    python benchmarks/predict.py --sections real,overlap --device cuda
+    python benchmarks/predict.py --sections real,release,overlap --device cuda
 """
 
 from __future__ import annotations
@@ -244,6 +248,27 @@ def benchmark_overlap(
     )
 
 
+def parameter_counts() -> str:
+    """Parameters of this project's model and of the release's architecture at the real sizes (meta device)."""
+    from any2bokeh.models.options import RELEASE_OPTIONS
+    from any2bokeh.models.svd_xt import random_real_svd
+
+    lines = ["| architecture | UNet | of which new | VAE (with skips) | CLIP |", "|---|---|---|---|---|"]
+    for name, options in (("this project (defaults)", {}), ("the authors' release", RELEASE_OPTIONS)):
+        model = random_real_svd("meta", **options)
+        unet = sum(p.numel() for p in model.unet.parameters())
+        new = sum(p.numel() for n, p in model.unet.named_parameters() if n.startswith(model.unet.new_module_prefixes))
+        vae = sum(p.numel() for p in model.vae.parameters())
+        clip = sum(p.numel() for p in model.image_encoder.parameters())
+        lines.append(f"| {name} | {unet:,} | {new:,} | {vae:,} | {clip:,} |")
+    # what the release's files hold beyond it, never used by its computation: ff_k, linear, conv_in_mpi
+    widths = [block.to_q.in_features for block in model.unet.mpi_blocks]
+    cond = model.unet.unet.conv_in.out_channels
+    unused = sum(12 * d * d + 9 * d + d * cond + d for d in widths) + cond * 4 * 9 + cond
+    lines.append(f"(the release's files hold {unused:,} more UNet parameters, in ff_k, linear and conv_in_mpi)")
+    return "\n".join(lines)
+
+
 def format_model(result: dict, name: str) -> str:
     return (
         f"| {name} | {result['device']} | {result['width']}x{result['height']} | {result['frames']} "
@@ -280,6 +305,7 @@ def main() -> None:
         "--sections",
         default="classical,model,real,overlap",
         help="comma-separated: classical (CPU), model (the tiny model), real (the SVD architecture in bf16, GPU only), "
+        "release (the authors' architecture: parameters; timings on a GPU), "
         "overlap (the weighted overlap's own cost)",
     )
     parser.add_argument("--frames", type=int, default=16, help="clip length of the model sections")
@@ -287,7 +313,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sections = set(args.sections.split(","))
-    unknown = sections - {"classical", "model", "real", "overlap"}
+    unknown = sections - {"classical", "model", "real", "release", "overlap"}
     if unknown:
         parser.error(f"unknown section(s) {sorted(unknown)}")
     device = torch.device(args.device)
@@ -323,6 +349,21 @@ def main() -> None:
             )
             result = benchmark_model(model, device, args.height, args.width, args.frames)
             rows.append(format_model(result, "SVD img2vid-xt architecture (random weights)"))
+            del model
+    if "release" in sections:
+        print(parameter_counts())
+        if device.type != "cuda":
+            print("the authors' architecture: timings skipped, they need a GPU (576x1024 in bf16)")
+        else:
+            from any2bokeh.models.options import RELEASE_OPTIONS
+            from any2bokeh.models.svd_xt import random_real_svd
+
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            model = random_real_svd(device, torch.bfloat16, **RELEASE_OPTIONS)
+            result = benchmark_model(model, device, args.height, args.width, args.frames)
+            rows.append(format_model(result, "the authors' release architecture (random weights)"))
+            del model
     if rows:
         print(MODEL_HEADER)
         print("\n".join(rows))

@@ -41,17 +41,22 @@ from any2bokeh.inference.resolution import (
 )
 
 
-def load_model(path: str | os.PathLike):
-    """An AnyToBokeh from a Lightning checkpoint (.ckpt) or a folder written by `save_pretrained`."""
+def load_model(path: str | os.PathLike, svd: str | os.PathLike | None = None):
+    """An AnyToBokeh from a Lightning checkpoint (.ckpt), a folder written by `save_pretrained`, or the
+    authors' released weights (a folder with `unet/unet/` and `vae/`; CLIP then comes from the SVD folder `svd`)."""
     from any2bokeh.models import AnyToBokeh
+    from any2bokeh.models.release_weights import is_release_folder
 
     path = Path(path).expanduser()
+    if path.is_dir() and is_release_folder(path):
+        return AnyToBokeh.from_release(path, svd)
     if path.is_dir():
         return AnyToBokeh.from_pretrained(path)
     if path.is_file():
         return AnyToBokeh.from_checkpoint(path)
     raise FileNotFoundError(
-        f"model weights not found: {os.fspath(path)!r} is neither a .ckpt file nor a saved model folder"
+        f"model weights not found: {os.fspath(path)!r} is neither a .ckpt file, a saved model folder nor the "
+        "authors' release folder"
     )
 
 
@@ -101,11 +106,17 @@ class ModelRenderer(Renderer):
         self.use_skips = any(bool(p.detach().abs().max() > 0) for p in model.vae.skip_convs.parameters())
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike | None = None, **options: Any) -> "ModelRenderer":
-        """Load the model from `path` (a .ckpt or a saved folder); `options` as in `__init__`."""
+    def from_path(
+        cls, path: str | os.PathLike | None = None, svd: str | os.PathLike | None = None, **options: Any
+    ) -> "ModelRenderer":
+        """Load the model from `path` (a .ckpt, a saved folder or the authors' release, which needs the SVD
+        folder `svd` for CLIP); `options` as in `__init__`."""
         if path is None:
-            raise ValueError("renderer=model needs renderer.path=<a Lightning .ckpt or a save_pretrained folder>")
-        return cls(load_model(path), path=os.fspath(path), **options)
+            raise ValueError(
+                "renderer=model needs renderer.path=<a Lightning .ckpt, a save_pretrained folder or the authors' "
+                "release folder>"
+            )
+        return cls(load_model(path, svd), path=os.fspath(path), **options)
 
     @property
     def device(self) -> torch.device:

@@ -7,6 +7,11 @@ columns override the run's settings for that row: `name`, `disparity`, `depth_mo
 `focus.value`, `focus.point`, `focus.frame`, `focus.mask`, `focus.object_id`, `focus.keyframes`,
 `focus.transition` (in a .jsonl, `focus` may also be a nested object). CSV cells holding JSON
 (`[0.3, 0.6]`, `[{"frame": 0, "k": 4}]`, numbers) are parsed as JSON.
+
+The authors' demo CSVs (`aif_folder,disp_folder,k`, with `k` a number or `change`) are read as they are:
+`aif_folder` is the input, `disp_folder` its disparity, and `change` takes K from the disparity file
+names (`frame_names`). A relative path is looked up beside the manifest, then in the working directory
+(where the authors' CSVs expect to be run from).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ FOCUS_KINDS = ("value", "point", "mask", "keyframes")
 FOCUS_KEYS = (*FOCUS_KINDS, "frame", "object_id", "transition")
 SETTING_KEYS = ("disparity", "depth_model", "k")
 MANIFEST_KEYS = {"input", "name", *SETTING_KEYS, *(f"focus.{key}" for key in FOCUS_KEYS)}
+# the authors' demo CSV columns -> ours
+RELEASE_COLUMNS = {"aif_folder": "input", "disp_folder": "disparity"}
 # the sibling disparity file picked up when `disparity` is not given
 SIBLING_SUFFIXES = (".disparity.npy", ".disparity.npz")
 
@@ -117,9 +124,15 @@ def read_manifest(path: Path) -> list[tuple[str, dict[str, Any]]]:
                 raise ValueError(f"manifest {path}:{number} is not a JSON object: {line[:80]!r}")
             rows.append((f"{path}:{number}", _flatten(row)))
     for origin, row in rows:
+        for theirs, ours in RELEASE_COLUMNS.items():
+            if theirs in row:
+                row[ours] = row.pop(theirs)
+        if row.get("k") == "change":
+            row["k"] = "names"
         unknown = sorted(set(row) - MANIFEST_KEYS)
         if unknown:
-            raise ValueError(f"manifest {origin}: unknown column(s) {unknown}; known: {sorted(MANIFEST_KEYS)}")
+            known = sorted(MANIFEST_KEYS | set(RELEASE_COLUMNS))
+            raise ValueError(f"manifest {origin}: unknown column(s) {unknown}; known: {known}")
         if not row.get("input"):
             raise ValueError(f"manifest {origin}: the 'input' column is empty")
     if not rows:
@@ -144,6 +157,15 @@ def merge_settings(base: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def _beside(manifest: Path, value: str) -> Path:
+    """A manifest's relative path: beside the manifest if it is there, else from the working directory."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    beside = manifest.parent / path
+    return beside if beside.exists() or not path.exists() else path
+
+
 def video_name(path: Path) -> str:
     """The output stem of a video: the file's stem, or the frame folder's name."""
     return path.name if path.is_dir() else path.stem
@@ -158,13 +180,12 @@ def list_jobs(inputs: str | os.PathLike | list | tuple, settings: dict[str, Any]
         path = Path(text).expanduser()
         if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
             for origin, row in read_manifest(path):
-                video = Path(str(row["input"])).expanduser()
-                video = video if video.is_absolute() else path.parent / video
+                video = _beside(path, str(row["input"]))
                 row_settings = merge_settings(settings, row)
                 for key in ("disparity", "depth_model", "focus.mask"):
                     value = row.get(key)
                     if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-                        resolved = os.fspath(path.parent / value)
+                        resolved = os.fspath(_beside(path, value))
                         if key == "focus.mask":
                             row_settings["focus"]["mask"] = resolved
                         else:

@@ -110,7 +110,8 @@ def check_predict_config(cfg: DictConfig) -> None:
         raise ValueError("renderer must be a renderer config (renderer=classical, model or identity)")
     if "path" in cfg.renderer.keys() and OmegaConf.is_missing(cfg.renderer, "path"):
         raise ValueError(
-            "renderer=model needs renderer.path=<a Lightning .ckpt or a folder written by save_pretrained>"
+            "renderer=model needs renderer.path=<a Lightning .ckpt, a folder written by save_pretrained, or the "
+            "authors' release folder (with renderer.svd=<an SVD img2vid-xt folder>)>"
         )
     if cfg.window < 1 or not 0 <= cfg.overlap < cfg.window:
         raise ValueError(f"need window >= 1 and 0 <= overlap < window, got window={cfg.window}, overlap={cfg.overlap}")

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from any2bokeh.inference.renderers import Renderer
 from any2bokeh.inference.resolution import resize, working_size
-from any2bokeh.prediction.jobs import VideoJob, sibling_disparity
+from any2bokeh.prediction.jobs import FOCUS_KINDS, VideoJob, sibling_disparity
 
 # focus is found at about this many pixels: d_f is a mean over the subject, and tracking is faster small
 FOCUS_AREA = 512 * 288
@@ -111,11 +111,34 @@ def focus_spec(focus: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_curves(job: VideoJob, frames: Tensor, disparity: Tensor) -> tuple[Tensor, Tensor]:
-    """d_f [T] and K [T] of a video from its focus and k settings; frames float [T, 3, h, w] in [0, 1]."""
-    from any2bokeh.inference.keyframes import k_curve, resolve_focus
+    """d_f [T] and K [T] of a video from its focus and k settings; frames float [T, 3, h, w] in [0, 1].
 
-    disp_focus = resolve_focus(focus_spec(job.settings.get("focus", {})), disparity, frames)
-    k = k_curve(job.settings.get("k", 16), frames.shape[0])
+    A disparity folder whose file names carry `_zf_<d_f>` (`_k_<K>`) gives d_f when no focus is set and K
+    when `k` is null or "names" (`frame_names`).
+    """
+    from any2bokeh.inference.keyframes import k_curve, resolve_focus
+    from any2bokeh.prediction.frame_names import named_curves, normalised_focus
+
+    num_frames = frames.shape[0]
+    focus = job.settings.get("focus", {})
+    k_setting = job.settings.get("k")
+    named = named_curves(job.settings.get("disparity"))
+    if named is not None and len(named.files) != num_frames:
+        raise ValueError(f"{job.settings['disparity']} names {len(named.files)} frames, the video has {num_frames}")
+    if (
+        named is not None
+        and named.disp_focus is not None
+        and not any(focus.get(kind) is not None for kind in FOCUS_KINDS)
+    ):
+        disp_focus = normalised_focus(named, job.settings["disparity"])
+    else:
+        disp_focus = resolve_focus(focus_spec(focus), disparity, frames)
+    if k_setting in (None, "names") and named is not None and named.k is not None:
+        k = named.k.float()
+    elif k_setting == "names":
+        raise ValueError(f"k=names, but the disparity {job.settings.get('disparity')} has no _k_<K> in its file names")
+    else:
+        k = k_curve(16 if k_setting is None else k_setting, num_frames)
     return disp_focus.float(), k.float()
 
 
