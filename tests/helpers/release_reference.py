@@ -67,7 +67,7 @@ def feed_forward(x, fuser, name):
 
 def mpi_block(x, fuser, k_emb, heads):
     """x [B*T, n, d], fuser: the block's tensors, k_emb [B*T, 32]."""
-    x = x + (k_emb @ fuser["k_encoder.weight"].T + fuser["k_encoder.bias"])[:, None]
+    x = x + (k_emb.to(x.dtype) @ fuser["k_encoder.weight"].T + fuser["k_encoder.bias"])[:, None]
     normed = layer_norm(x, fuser["norm1.weight"], fuser["norm1.bias"])
     q, k, v = (normed @ fuser[f"mpi_attn.to_{name}.weight"].T for name in "qkv")
     frames, tokens, dim = q.shape
@@ -92,7 +92,7 @@ def clip_input(frames: torch.Tensor, size: int) -> torch.Tensor:
         x = torch.arange(taps, dtype=torch.float64) - taps // 2
         g = torch.exp(-(x**2) / (2 * sigma**2))
         kernels.append(g / g.sum())
-    kernel = (kernels[0][:, None] * kernels[1][None, :]).float()
+    kernel = (kernels[0][:, None] * kernels[1][None, :]).to(frames.dtype)
     pad_y, pad_x = kernel.shape[0] // 2, kernel.shape[1] // 2
     padded = F.pad(frames, (pad_x, pad_x, pad_y, pad_y), mode="reflect")
     blurred = F.conv2d(padded, kernel.expand(3, 1, *kernel.shape), groups=3)
@@ -181,7 +181,7 @@ class ReleasePipeline:
                 sample,
                 torch.tensor([1.0]),
                 encoder_hidden_states=tokens[:1][None],  # repeated per frame: the temporal blocks see frame 0's
-                added_time_ids=torch.tensor([[6.0, 127.0, 0.0]]),
+                added_time_ids=torch.tensor([[6.0, 127.0, 0.0]], dtype=aif.dtype),
             ).sample[0]
         finally:
             for block in blocks:
