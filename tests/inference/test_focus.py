@@ -145,6 +145,31 @@ def test_mask_focus_on_binary_pngs_fills_empty_frames_and_resizes(tmp_path):
     torch.testing.assert_close(curve, expected)
 
 
+@pytest.mark.parametrize("on", [255, 1])
+def test_binary_masks_need_no_object_id_and_ignore_one(tmp_path, on):
+    """0/255 or 0/1 masks: every non-zero pixel is the subject, with or without an object id (DAVIS's default 1)."""
+    labels, disparity = _two_objects()
+    folder = tmp_path / "binary"
+    folder.mkdir()
+    for t in range(6):
+        Image.fromarray((labels[t] == 2).astype(np.uint8) * on).save(folder / f"{t:05d}.png")
+    expected = mask_focus(disparity, folder, smooth=0)
+    for object_id in (1, 2, 7):
+        torch.testing.assert_close(mask_focus(disparity, folder, object_id, smooth=0), expected)
+    subject = torch.stack([disparity[t][torch.from_numpy(labels[t] == 2)].mean() for t in range(6)])
+    torch.testing.assert_close(expected, subject)
+
+
+def test_grey_label_maps_still_pick_their_object(tmp_path):
+    labels, disparity = _two_objects()
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    for t in range(6):
+        Image.fromarray(labels[t].astype(np.uint8)).save(folder / f"{t:05d}.png")  # mode L, ids 1 and 2
+    one = torch.stack([disparity[t][torch.from_numpy(labels[t] == 1)].mean() for t in range(6)])
+    torch.testing.assert_close(mask_focus(disparity, folder, 1, smooth=0), one)
+
+
 def test_mask_folders_with_problems_are_named(tmp_path):
     labels, disparity = _two_objects()
     folder = _write_palette_masks(tmp_path / "short", labels[:5])

@@ -303,6 +303,25 @@ def test_davis_videos_give_vepi_with_focus_on_the_annotated_object(tmp_path):
     assert torch.load(cache / "davis" / "real" / "bear.pt", weights_only=True)["frames"] == 4
 
 
+def test_davis_layout_with_binary_masks_needs_no_object_id(tmp_path):
+    """Binary 0/255 annotations (not a palette): evaluate.py focuses on them with its default davis.object_id."""
+    davis = tmp_path / "DAVIS"
+    write_davis(davis, {"bear": 5})
+    annotations = davis / "Annotations" / "480p" / "bear"
+    for path in sorted(annotations.iterdir()):
+        label = np.asarray(Image.open(path))
+        Image.fromarray((label == 1).astype(np.uint8) * 255).save(path)  # the square, as a binary mask
+    disparity = tmp_path / "disparity"
+    disparity.mkdir()
+    depth = np.tile(np.linspace(0.0, 0.5, 128), (5, 96, 1))
+    depth[:, 20:60, 30:75] = 1.0
+    np.save(disparity / "bear.npy", depth)
+    overrides = ["synthetic.root=null", f"davis.root={davis}", f"davis.disparity={disparity}", "davis.num_frames=4"]
+    results, _ = evaluate(evaluate_config(tmp_path / "classical", "renderer=classical", *overrides))
+    assert results["failures"] == [] and results["groups"]["davis/real"]["videos_used"] == 1
+    assert 0.3 < metrics(results, "davis/real")["vepi"] < 0.999
+
+
 def test_config_errors_name_the_setting(tmp_path):
     from any2bokeh.evaluation import evaluation_jobs
 

@@ -79,10 +79,13 @@ def load_masks(
 ) -> torch.Tensor:
     """Per-frame subject weights [T, H, W] float32 in [0, 1] from a folder of mask PNGs.
 
-    Palette PNGs (DAVIS, mode "P") and label PNGs hold object ids: `object_id` picks one; with
-    no `object_id` the folder must hold a single object. Other PNGs (binary, grey or RGB) count
-    every non-zero pixel as the subject. Files are taken in frame-number order; masks of another
-    size are resized to `size` (area-averaged, so a mask's edge gives fractional weights).
+    Palette PNGs (DAVIS, mode "P") hold object ids: `object_id` picks one; with no `object_id` the
+    folder must hold a single object. Other PNGs (binary 0/255 or 0/1, grey or RGB) count every
+    non-zero pixel as the subject and need no id: an `object_id` is used there only when the masks
+    are a label map holding several ids, that one among them. So the same binary masks work in
+    `predict.py` (no id) and in `evaluate.py`'s DAVIS set (whose default id is 1). Files are taken in
+    frame-number order; masks of another size are resized to `size` (area-averaged, so a mask's edge
+    gives fractional weights).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -111,7 +114,7 @@ def load_masks(
         if len(ids) > 1:
             raise ValueError(f"focus masks in {folder} hold objects {ids}: choose one with object_id")
         masks = stack != 0
-    elif object_id is None:
+    elif object_id is None or (not palette and not _is_label_map(stack, int(object_id))):
         masks = stack != 0
     else:
         masks = stack == int(object_id)
@@ -122,6 +125,13 @@ def load_masks(
     if tuple(weights.shape[-2:]) != tuple(size):
         weights = F.interpolate(weights, size=size, mode="area")
     return weights[:, 0].clamp(0, 1)
+
+
+def _is_label_map(stack: np.ndarray, object_id: int) -> bool:
+    """Non-palette masks that hold several object ids, `object_id` among them (not a binary or grey mask)."""
+    ids = np.unique(stack)
+    ids = ids[ids != 0]
+    return len(ids) > 1 and object_id in ids and len(ids) <= 32
 
 
 def _flat(disparity: torch.Tensor) -> torch.Tensor:
