@@ -17,6 +17,13 @@ def _clip(num_frames, height, width, seed=0):
     return frames, disparity
 
 
+def unet_calls(model, record):
+    """Record each UNet call's sample shape [B, T, 8, h, w] (the renderer calls `model.unet` directly)."""
+    return model.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: record.append(tuple(kwargs["sample"].shape)), with_kwargs=True
+    )
+
+
 def _psnr(a, b):
     return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
 
@@ -43,10 +50,7 @@ def test_a_clip_longer_than_the_window_runs_in_overlapping_windows(tiny, monkeyp
     frames, disparity = _clip(11, 16, 24)
     frames = (frames * 255).round().to(torch.uint8)
     calls = []
-    original = tiny.predict_latents
-    monkeypatch.setattr(
-        tiny, "predict_latents", lambda aif, *args, **kw: calls.append(aif.shape[1]) or original(aif, *args, **kw)
-    )
+    hook = unet_calls(tiny, calls)
     progress = []
     out = ModelRenderer(tiny, window=4, overlap=2, area=16 * 24)(
         frames,
@@ -55,8 +59,9 @@ def test_a_clip_longer_than_the_window_runs_in_overlapping_windows(tiny, monkeyp
         torch.full((11,), 8.0),
         progress=lambda d, t: progress.append((d, t)),
     )
+    hook.remove()
     plan = overlap_windows(11, 4, 2)
-    assert calls == [4] * len(plan) and len(plan) == 5
+    assert [shape[1] for shape in calls] == [4] * len(plan) and len(plan) == 5
     assert out.shape == frames.shape and out.dtype == torch.uint8
     # both passes (UNet, decoder) report each window
     assert progress[-1] == (2 * len(plan), 2 * len(plan)) and len(progress) == 2 * len(plan)
@@ -65,13 +70,33 @@ def test_a_clip_longer_than_the_window_runs_in_overlapping_windows(tiny, monkeyp
 def test_the_model_renders_at_the_working_size_and_returns_the_input_size(tiny):
     frames, disparity = _clip(3, 40, 72)
     seen = []
-    original = tiny.predict_latents
-    tiny.predict_latents = lambda aif, *args, **kw: seen.append(tuple(aif.shape[-2:])) or original(aif, *args, **kw)
+    hook = unet_calls(tiny, seen)
     try:
         out = ModelRenderer(tiny, area=20 * 36)(frames, disparity, 0.5, 4.0)
     finally:
-        del tiny.predict_latents
-    assert seen == [(20, 36)] and out.shape == frames.shape
+        hook.remove()
+    # the VAE halves the tiny model's frames once: latents of 10x18
+    assert [shape[-2:] for shape in seen] == [(10, 18)] and out.shape == frames.shape
+
+
+def test_the_model_renders_at_the_size_it_was_trained_at_unless_an_area_is_given(monkeypatch, caplog):
+    import any2bokeh.inference.model_renderer as model_renderer
+
+    model = AnyToBokeh.tiny(seed=0)
+    assert ModelRenderer(model).area == 576 * 1024  # nothing recorded: the paper's area
+    model.options.training_size = [16, 24]
+    frames, disparity = _clip(3, 40, 72)
+    seen = []
+    unet_calls(model, seen)
+    monkeypatch.setattr(model_renderer, "ANNOUNCE_SECONDS", 0.0)
+    with caplog.at_level("WARNING", logger=model_renderer.__name__):
+        out = ModelRenderer(model)(frames, disparity, 0.5, 4.0)
+    # latents at half the working size, whose area is about the training size's (16 x 24)
+    assert out.shape == frames.shape and 4 * seen[0][-2] * seen[0][-1] <= 16 * 24 + 64
+    assert "the first window took" in caplog.text and "trained at 24x16" in caplog.text
+    seen.clear()
+    ModelRenderer(model, area=20 * 36)(frames, disparity, 0.5, 4.0)
+    assert [shape[-2:] for shape in seen] == [(10, 18)]
 
 
 def test_stage3_skips_are_used_only_when_trained():
@@ -137,3 +162,64 @@ def test_classical_k_keeps_its_look_at_twice_the_size():
     # K taken as pixels at the render's own width would blur the 2x frame half as much
     unscaled = ClassicalRenderer()(big_frames, big_disparity, 0.5, 24.0)
     assert _psnr(resize(unscaled, (48, 80)), small) < match - 10
+
+
+@pytest.fixture(scope="module")
+def live():
+    """The tiny model with every gate open and live skip convs, so each input and each path shows in the output."""
+    model = AnyToBokeh.tiny(seed=2)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for block in model.unet.mpi_blocks:
+            block.gate_attn.fill_(0.5)
+            block.gate_ff.fill_(0.5)
+        for conv in model.vae.skip_convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.05)
+    return model
+
+
+def test_the_streamed_schedule_renders_what_the_two_pass_schedule_renders(live):
+    frames, disparity = _clip(20, 16, 24, seed=3)
+    frames = (frames * 255).round().to(torch.uint8)
+    d_f, k = torch.linspace(0.2, 0.8, 20), torch.linspace(4.0, 24.0, 20)
+    streamed = ModelRenderer(live, window=8, overlap=4, area=16 * 24)
+    assert streamed.use_skips and streamed.schedule == "stream"
+    two_pass = ModelRenderer(live, window=8, overlap=4, area=16 * 24, schedule="two_pass")
+    a = streamed(frames.float() / 255, disparity, d_f, k)
+    b = two_pass(frames.float() / 255, disparity, d_f, k)
+    assert float((a - b).abs().max()) < 1e-5 and float((a - b).norm() / b.norm()) < 1e-6
+    # uint8 in, uint8 out: the same frames but for a rounding flip
+    assert (streamed(frames, disparity, d_f, k).int() - two_pass(frames, disparity, d_f, k).int()).abs().max() <= 1
+    # the frames held at once: the windows between the oldest not decoded and the newest encoded
+    assert streamed.peak_held == 12
+
+
+def test_each_frame_is_encoded_once_for_its_latents_once_for_v_d_and_once_by_clip(live):
+    frames, disparity = _clip(20, 16, 24, seed=4)
+    counts = {"vae": [], "clip": []}
+    original_encode = live.vae.encode
+
+    def encode(images, keep_skips=True):
+        counts["vae"].append(images.shape[0])
+        return original_encode(images, keep_skips)
+
+    live.vae.encode = encode
+    hooks = [
+        live.image_encoder.register_forward_pre_hook(
+            lambda m, args, kwargs: counts["clip"].append(kwargs["pixel_values"].shape[0]), with_kwargs=True
+        )
+    ]
+    try:
+        for schedule in ("stream", "two_pass"):
+            counts["vae"].clear(), counts["clip"].clear()
+            ModelRenderer(live, window=8, overlap=4, area=16 * 24, schedule=schedule)(frames, disparity, 0.5, 8.0)
+            counts[schedule] = (sum(counts["vae"]), sum(counts["clip"]))
+    finally:
+        del live.vae.encode
+        for hook in hooks:
+            hook.remove()
+    # 20 all-in-focus frames and 20 V_D frames through the encoder, 20 through CLIP; the old schedule: 4 windows
+    # of 8, each encoding its frames for the UNet (all-in-focus and V_D) and again for the decoder's skips
+    assert len(overlap_windows(20, 8, 4)) == 4
+    assert counts["stream"] == (40, 20)
+    assert counts["two_pass"] == (4 * 8 * 3, 4 * 8)

@@ -137,7 +137,10 @@ def converted(files, tmp_path_factory):
 def test_stages_2_and_3_fine_tune_the_converted_release(converted, tmp_path, stage):
     metrics, objects = train(tiny_config(tmp_path, f"stage={stage}", f"init_from={converted[0]}"))
     net = objects["model"].net
-    assert net.options == AnyToBokeh.from_pretrained(converted[0]).options  # the release's options kept
+    release = AnyToBokeh.from_pretrained(converted[0]).options
+    assert release.training_size == [576, 1024] and net.options.training_size == [32, 32]  # the size it learnt at
+    net.options.training_size = release.training_size
+    assert net.options == release  # the release's options kept
     assert objects["trainer"].global_step == 2 and math.isfinite(float(metrics["train/loss"]))
 
 

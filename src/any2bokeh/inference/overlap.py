@@ -140,7 +140,7 @@ def weighted_overlap(
                 f"got {tuple(getattr(value, 'shape', ()))}"
             )
     report, close = _progress_hook(progress, len(plan))
-    merged = None
+    blend = OverlapBlend()
     try:
         for done, span in enumerate(plan, start=1):
             part = slice(span.start, span.stop)
@@ -151,23 +151,46 @@ def weighted_overlap(
                     f"fn must map a window [B, w, ...] to [B, w, ...]: window {span.start}:{span.stop} "
                     f"gave {tuple(getattr(out, 'shape', ())) or type(out).__name__}, expected leading dims {expected}"
                 )
-            if merged is None:
-                merged = out.new_empty(out.shape[0], num_frames, *out.shape[2:])
-            elif out.shape[2:] != merged.shape[2:]:
-                raise ValueError(
-                    f"fn's output changed shape between windows: {tuple(out.shape)} vs {tuple(merged.shape)}"
-                )
-            m = span.blend
-            if m:
-                # gamma: [m] -> [1, m, 1, ...] to broadcast over the batch and the trailing dims.
-                gamma = overlap_weights(m, out.dtype).to(out.device)
-                gamma = gamma.view(1, m, *([1] * (out.dim() - 2)))
-                earlier = merged[:, span.start : span.start + m]
-                # lerp(later, earlier, γ) = later + γ·(earlier - later) = γ·earlier + (1 - γ)·later,
-                # exact when both windows agree.
-                merged[:, span.start : span.start + m] = torch.lerp(out[:, :m], earlier, gamma)
-            merged[:, span.start + m : span.stop] = out[:, m:]
+            blend.add(span, out)
             report(done, len(plan))
     finally:
         close()
-    return merged
+    return blend.take(num_frames)
+
+
+class OverlapBlend:
+    """The merge of eq. 7 one window at a time, holding only the frames not yet taken.
+
+    `add(span, out)` merges a window's output [B, w, ...] (windows in plan order); `take(until)` returns the
+    merged frames [B, until - taken, ...] up to `until` and forgets them. A frame is final once the next
+    window of the plan starts after it, so a renderer can take frames as they finish and keep a bounded
+    number on the device. `weighted_overlap` is this with every frame taken at the end.
+    """
+
+    def __init__(self) -> None:
+        self.frames: dict[int, torch.Tensor] = {}
+        self.taken = 0
+
+    def add(self, span: OverlapWindow, out: torch.Tensor) -> None:
+        if span.start < self.taken:
+            raise ValueError(f"window {span.start}:{span.stop} reaches frames already taken (< {self.taken})")
+        shape = next(iter(self.frames.values())).shape[1:] if self.frames else out.shape[2:]
+        if out.shape[2:] != shape:
+            raise ValueError(f"fn's output changed shape between windows: {tuple(out.shape)} vs {tuple(shape)}")
+        # gamma [m]: the earlier merge's weight at each blended frame; lerp(later, earlier, γ) =
+        # γ·earlier + (1 - γ)·later, exact when both windows agree
+        gamma = overlap_weights(span.blend, out.dtype).to(out.device)
+        for j in range(span.stop - span.start):
+            frame = span.start + j
+            later = out[:, j]
+            self.frames[frame] = torch.lerp(later, self.frames[frame], gamma[j]) if j < span.blend else later
+
+    def window(self, start: int, stop: int) -> torch.Tensor:
+        """The merged frames [B, stop - start, ...] of a span still held."""
+        return torch.stack([self.frames[frame] for frame in range(start, stop)], dim=1)
+
+    def take(self, until: int) -> torch.Tensor:
+        """The merged frames [taken, until) as [B, n, ...], no longer held."""
+        taken = [self.frames.pop(frame) for frame in range(self.taken, until)]
+        self.taken = until
+        return torch.stack(taken, dim=1)

@@ -152,7 +152,7 @@ class ClassicalRenderer(Renderer):
     inputs render at their own size.
 
     Args:
-        area: the working area in pixels (the paper's 1024 x 576).
+        area: the working area in pixels (None: the paper's 1024 x 576).
         chunk_frames: frames rendered at once.
         sharp_radius, fade: the native-detail weight (`resolution.detail_weight`).
         device: where it renders (None: the frames' device).
@@ -163,7 +163,7 @@ class ClassicalRenderer(Renderer):
 
     def __init__(
         self,
-        area: int = PAPER_AREA,
+        area: int | None = PAPER_AREA,
         chunk_frames: int = 4,
         sharp_radius: float = 0.5,
         fade: float = 1.0,
@@ -172,7 +172,7 @@ class ClassicalRenderer(Renderer):
     ) -> None:
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-        self.area, self.chunk_frames = int(area), int(chunk_frames)
+        self.area, self.chunk_frames = int(area or PAPER_AREA), int(chunk_frames)
         self.sharp_radius, self.fade = sharp_radius, fade
         self._device = None if device is None else torch.device(device)
         self.options = options

@@ -13,10 +13,9 @@ One call renders a clip:
 
 fps: SVD's pipeline feeds its UNet `fps - 1`; the authors trained with 7 fed directly and ran inference
 through the stock pipeline, which fed 6. Here the UNet always receives `fps` itself (default 7, the training
-value), in training and at inference alike; `from_release` sets 6, what the released model ran with.
-
-The options (`AnyToBokehOptions`, options.py) choose between this project's model and the computation of
-the authors' released network (`from_release`, release_weights.py).
+value), in training and at inference alike; `from_release` sets 6, what the released model ran with. The
+options (`AnyToBokehOptions`, options.py) choose between this project's model and the computation of the
+authors' released network (`from_release`, release_weights.py).
 """
 
 from __future__ import annotations
@@ -348,6 +347,8 @@ class AnyToBokeh(SerializationMixin, nn.Module):
         k: Tensor | float,
         *,
         aif_latents: Tensor | None = None,
+        vd_latents: Tensor | None = None,
+        context: Tensor | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments of `self.unet` (a `BokehUNet`) for one step; `predict_latents` runs them.
 
@@ -358,18 +359,19 @@ class AnyToBokeh(SerializationMixin, nn.Module):
             disparity: [B, T, 1, H, W] (or [B, T, H, W]) in [0, 1], 1 nearest.
             disp_focus: focal disparity d_f in [0, 1]: float, [B] or [B, T].
             k: blur strength K >= 0 (pixels per unit disparity): float, [B] or [B, T].
-            aif_latents: `encode(aif)` when already computed.
+            aif_latents, vd_latents, context: `encode(aif)`, the V_D latents and `image_context(aif)` when already
+                computed (a renderer computes each frame's once for all the windows that hold it).
         """
         disparity, disp_focus, k = self.check_inputs(aif, disparity, disp_focus, k)
         batch = aif.shape[0]
-        if aif_latents is None:
-            aif_latents = self.encode(aif)
-        vd_latents = self.encode(vd_image(disparity, disp_focus).to(aif.dtype))
+        aif_latents = self.encode(aif) if aif_latents is None else aif_latents
+        if vd_latents is None:
+            vd_latents = self.encode(vd_image(disparity, disp_focus).to(aif.dtype))
         return {
             # [B, T, 4, h, w] x 2 -> [B, T, 8, h, w], all-in-focus first as in SVD's conv_in
             "sample": torch.cat([aif_latents, vd_latents], dim=2).to(self.dtype),
             "timestep": torch.full((batch,), self.options.timestep, dtype=self.dtype, device=aif.device),
-            "encoder_hidden_states": self.image_context(aif),
+            "encoder_hidden_states": self.image_context(aif) if context is None else context,
             "added_time_ids": self.added_time_ids(batch, aif.device),
             "k": k,
             # disparity: [B, T, 1, H, W] -> regions [B, T, H, W]

@@ -32,6 +32,8 @@ class AnyToBokehOptions:
     clip_resize: CLIP's input resize, "bicubic" (antialiased) or "gaussian" (the SVD pipeline's blur, then
         bicubic with align_corners, as the release runs it).
     clip_normalize: CLIP's input normalised with the feature extractor's mean and std (the release: not).
+    training_size: [H, W] of the clips the model was last trained on (train.py records it); the model
+        renderer works at its area unless `working_area` is set. None: not recorded (the paper's 576x1024).
     """
 
     n_planes: int = 4
@@ -54,6 +56,7 @@ class AnyToBokehOptions:
     temporal_context: str = "all"
     clip_resize: str = "bicubic"
     clip_normalize: bool = True
+    training_size: list[int] | None = None
 
 
 #: the authors' released network (RELEASE.md §3-5): their MPI block with its all-zero key mask, fps 6 at inference
@@ -70,4 +73,5 @@ RELEASE_OPTIONS = {
     "temporal_context": "first",
     "clip_resize": "gaussian",
     "clip_normalize": False,
+    "training_size": [576, 1024],
 }

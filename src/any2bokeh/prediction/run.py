@@ -115,7 +115,7 @@ def check_predict_config(cfg: DictConfig) -> None:
         )
     if cfg.window < 1 or not 0 <= cfg.overlap < cfg.window:
         raise ValueError(f"need window >= 1 and 0 <= overlap < window, got window={cfg.window}, overlap={cfg.overlap}")
-    if cfg.working_area < 1:
+    if cfg.working_area is not None and cfg.working_area < 1:
         raise ValueError(f"working_area must be a positive number of pixels, got {cfg.working_area}")
 
 

@@ -128,6 +128,11 @@ class BokehModule(LightningModule):
     def on_fit_start(self) -> None:
         # Lightning does not call train() when fitting starts; this applies the frozen parts' eval mode
         self.train()
+        # the size the network learns at, saved with it: the model renderer's default working size
+        datamodule = getattr(self.trainer, "datamodule", None)
+        options = getattr(self.net, "options", None)
+        if options is not None and hasattr(datamodule, "height") and hasattr(datamodule, "width"):
+            options.training_size = [int(datamodule.height), int(datamodule.width)]
 
     def train(self, mode: bool = True) -> BokehModule:
         # Frozen parts stay in eval mode: no dropout noise, and no running statistics move.
