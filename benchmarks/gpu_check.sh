@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One prepared GPU check, under 8 minutes on one GPU: it runs the CUDA tests and the GPU timings and
-# writes a markdown card of the results.
+# One prepared GPU check: it runs the CUDA tests and the GPU timings and writes a markdown card of the results.
+# In two parts, each under 10 minutes on one GPU (one device call each):
 #
-#   bash benchmarks/gpu_check.sh                  # card: benchmarks/gpu_card.md
+#   bash benchmarks/gpu_check.sh                  # PART=speed: steps 1, 4, 5; card: benchmarks/gpu_card.md
+#   PART=rest bash benchmarks/gpu_check.sh        # steps 2, 3, 6 (appended to the card with CARD_APPEND=1)
 #   CARD=$OUT/gpu_card.md PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
 #
 # Steps (each under its own time limit, so one slow or failing step never eats the others' time):
@@ -11,8 +12,10 @@
 #   3. the DataModule's throughput of 8-frame training pairs at 1024x576 (ground truth rendered on the GPU);
 #   4. stage-1 training steps on the real SVD architecture (random weights) at 1024x576, bf16-mixed, with
 #      gradient checkpointing: seconds per step and peak memory;
-#   5. inference: the real architecture in bf16 at 576x1024 (seconds per frame, peak memory) and the cost
-#      of the weighted overlap itself;
+#   5. inference on a 100-frame clip: the real architecture and the authors' release architecture in bf16 at
+#      576x1024, the old (two_pass) and the new (stream) schedule and the decode-once option side by side
+#      (seconds per frame, per-part times, encoder/decoder passes per frame, peak memory, seams) and the
+#      cost of the weighted overlap itself;
 #   6. the learning benchmark (benchmarks/learning.py, experiment=learn_cpu) for a fixed time on the GPU, two
 #      learning rates side by side: how many steps the targets need. Tables: $LEARN_OUT/lr-*/learning.md.
 # Without a GPU it stops at once (CPU=1 runs the steps that work on the CPU, at small sizes, to check the script).
@@ -22,6 +25,7 @@ PYTHON=${PYTHON:-python}
 CARD=${CARD:-benchmarks/gpu_card.md}
 LEARN_OUT=${LEARN_OUT:-logs/learning_gpu}
 LEARN_SECONDS=${LEARN_SECONDS:-180}
+PART=${PART:-speed}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
 if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -39,7 +43,9 @@ device=$("$PYTHON" -c "import torch; print(torch.cuda.get_device_name() if torch
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $device, $("$PYTHON" -c 'import torch; print("torch", torch.__version__)'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo
-} > "$CARD"
+} > "$CARD.head"
+if [ "${CARD_APPEND:-0}" = 1 ] && [ -f "$CARD" ]; then cat "$CARD.head" >> "$CARD"; else mv "$CARD.head" "$CARD"; fi
+rm -f "$CARD.head"
 
 failures=0
 # learn LR GATE_LR SECONDS STAGE3_STEPS [OVERRIDES...]: one learning-benchmark run into $LEARN_OUT/lr-LR,
@@ -97,12 +103,13 @@ if [ "${CPU:-0}" = 1 ]; then
     step "training step (tiny model, CPU)" 600 "$PYTHON" benchmarks/train_step.py --tiny --device cpu --height 64 --width 64 --steps 2
     step "inference (CPU)" 600 "$PYTHON" benchmarks/predict.py --device cpu --sections model,real,release,overlap --tiny-size 32x48 --frames 10
     step "learning benchmark (CPU, a few steps)" 300 bash -c 'learn_both 20 2 trainer.val_check_interval=4 data.val_size=2 data.test_size=2'
-else
+elif [ "$PART" = speed ]; then
     step "raytrace CPU vs CUDA and the other gpu tests" 60 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/optics/test_raytrace.py tests/integration/test_pipeline.py
+    step "stage-1 training step, real SVD architecture" 150 "$PYTHON" benchmarks/train_step.py --steps 3
+    step "inference on 100 frames: the real SVD architecture and the release's, in bf16" 330 "$PYTHON" benchmarks/predict.py --device cuda --sections real,release,overlap --frames 100 --repeats 1
+else
     step "renderers at 1024x576" 60 "$PYTHON" benchmarks/render.py --device cuda --lens-fraction 0.25 --psnr-rows 64
     step "DataModule throughput at 1024x576" 75 "$PYTHON" benchmarks/synthesis.py --device cuda --skip-renderers --throughput-size 576x1024 --workers 4 --clips 8
-    step "stage-1 training step, real SVD architecture" 150 "$PYTHON" benchmarks/train_step.py --steps 3
-    step "inference, real SVD architecture and the release's, in bf16" 200 "$PYTHON" benchmarks/predict.py --device cuda --sections real,release,overlap
     step "learning benchmark, ${LEARN_SECONDS} s of stage 1 per run" $(( LEARN_SECONDS + 150 )) bash -c \
         "learn_both $LEARN_SECONDS 0 hardware=gpu trainer.precision=32-true trainer.val_check_interval=250 data.num_workers=3"
 fi

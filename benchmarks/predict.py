@@ -172,6 +172,43 @@ def _peak_gb(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else _rss_gb("VmHWM")
 
 
+class PartTimer:
+    """Times and counts the model's parts while a render runs: the VAE encoder (all-in-focus and V_D frames),
+    CLIP, the UNet and the decoder. Wraps the instance's methods; `close()` restores them."""
+
+    PARTS = {"encode": ("vae", "encode"), "clip": ("image_encoder", "forward"), "unet": ("unet", "forward")}
+
+    def __init__(self, model, device: torch.device) -> None:
+        self.device, self.seconds, self.frames, self.restore = device, {}, {}, []
+        targets = {name: getattr(model, owner) for name, (owner, _) in self.PARTS.items()}
+        targets["decode"] = model.vae
+        methods = {**{name: method for name, (_, method) in self.PARTS.items()}, "decode": "decode"}
+        for name, owner in targets.items():
+            if owner is None:
+                continue
+            original = getattr(owner, methods[name])
+            setattr(owner, methods[name], self._wrap(name, original))
+            self.restore.append((owner, methods[name]))
+
+    def _wrap(self, name: str, original):
+        def timed(*args, **kwargs):
+            first = args[0] if args else next(iter(kwargs.values()))
+            count = first.shape[0] * (first.shape[1] if name == "unet" else 1)
+            _sync(self.device)
+            start = time.perf_counter()
+            out = original(*args, **kwargs)
+            _sync(self.device)
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self.frames[name] = self.frames.get(name, 0) + count
+            return out
+
+        return timed
+
+    def close(self) -> None:
+        for owner, method in self.restore:
+            owner.__dict__.pop(method, None)
+
+
 def benchmark_model(
     model,
     device: torch.device,
@@ -181,39 +218,105 @@ def benchmark_model(
     window: int = 8,
     overlap: int = 4,
     repeats: int = 2,
+    schedule: str = "stream",
+    decode: str = "windows",
 ) -> dict:
-    """Seconds per frame and peak memory of `ModelRenderer` on a clip already at its working size.
+    """Seconds per frame, peak memory and per-part figures of `ModelRenderer` on a clip at its working size.
 
     The clip is uint8 on the CPU, as `predict.py` reads it; everything after (resizing, the UNet over
-    overlapping windows, the windowed decoding, the native-size output) is timed.
+    overlapping windows, the windowed decoding, the native-size output) is timed. A last, separate run counts
+    and times the parts (`PartTimer`: device syncs around each part, so it is not in the time per frame).
     """
     from any2bokeh.inference.model_renderer import ModelRenderer
 
     generator = torch.Generator().manual_seed(0)
     clip = torch.randint(0, 256, (frames, 3, height, width), dtype=torch.uint8, generator=generator)
     disparity = torch.rand(frames, 1, height, width, generator=generator)
-    renderer = ModelRenderer(model, window=window, overlap=overlap, area=height * width)
+    renderer = ModelRenderer(
+        model, window=window, overlap=overlap, area=height * width, schedule=schedule, decode=decode
+    )
     d_f, k = torch.full((frames,), 0.5), torch.full((frames,), 16.0)
 
+    rendered = []
+
     def run():
-        renderer(clip, disparity, d_f, k)
+        rendered[:] = [renderer(clip, disparity, d_f, k)]
         _sync(device)
 
     run()  # warm-up (kernels, allocator)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     wall, cpu = _timed(run, repeats)
+    peak = _peak_gb(device)
+    parts = PartTimer(model, device)
+    try:
+        run()
+    finally:
+        parts.close()
     return dict(
         height=height,
         width=width,
         frames=frames,
         window=window,
         overlap=overlap,
+        schedule=schedule if decode == "windows" else f"{schedule}, decode in chunks",
+        decode=decode,
+        output=rendered[0],
         dtype=str(model.dtype),
         seconds_per_frame=wall / frames,
         cpu_seconds_per_frame=cpu / frames,
-        peak_gb=_peak_gb(device),
+        peak_gb=peak,
         device=str(device),
+        part_ms_per_frame={name: 1e3 * seconds / frames for name, seconds in parts.seconds.items()},
+        # the encoder sees all-in-focus and V_D frames: 2 per output frame at best
+        passes_per_frame={name: count / frames for name, count in parts.frames.items()},
+    )
+
+
+def format_parts(results: list[dict]) -> str:
+    """Per-part ms and passes per output frame of each schedule, and the speed ratio."""
+    names = ("encode", "clip", "unet", "decode")
+    lines = ["| schedule | " + " | ".join(f"{n} ms (passes)" for n in names) + " |", "|---" * 5 + "|"]
+    for result in results:
+        cells = [
+            f"{result['part_ms_per_frame'].get(n, 0):.1f} ({result['passes_per_frame'].get(n, 0):.2f})" for n in names
+        ]
+        lines.append(f"| {result['schedule']} | " + " | ".join(cells) + " |")
+    if len(results) > 1:
+        old = results[0]
+        for new in results[1:]:
+            lines.append(
+                f"{new['schedule']} / {old['schedule']}: {new['seconds_per_frame'] / old['seconds_per_frame']:.2f} "
+                f"of the time (wall), {new['cpu_seconds_per_frame'] / old['cpu_seconds_per_frame']:.2f} (CPU); "
+                f"largest difference of the output {(new['output'].float() - old['output'].float()).abs().max():.0f} "
+                "(uint8 levels)"
+            )
+        chunked = [r for r in results if r["decode"] == "chunks"]
+        if chunked:
+            lines.append(seam_report(results[0], chunked[0]))
+    return "\n".join(lines)
+
+
+def seam_report(default: dict, chunked: dict) -> str:
+    """Do chunk borders show? The frame-to-frame change across each border against the other frames, both
+    decodes, and the chunked output's RM-like mean difference from the default at the border frames."""
+
+    def steps(result):
+        frames = result["output"].float()
+        return (frames[1:] - frames[:-1]).abs().mean(dim=(1, 2, 3))  # change from frame t to t + 1
+
+    window = chunked["window"]
+    borders = [t - 1 for t in range(window, chunked["frames"], window)]  # the step from t-1 to t
+    cells = []
+    for result in (default, chunked):
+        change = steps(result)
+        inside = [i for i in range(change.numel()) if i not in borders]
+        cells.append(f"{float(change[borders].mean() / change[inside].mean()):.2f}")
+    at = [t for b in borders for t in (b, b + 1)]
+    gap = float((chunked["output"].float()[at] - default["output"].float()[at]).abs().mean())
+    return (
+        f"seams: frame-to-frame change across the chunk borders / elsewhere: default {cells[0]}, chunks {cells[1]}; "
+        f"at the border frames the chunked output differs from the default by {gap:.2f} levels on average"
     )
 
 
@@ -271,7 +374,7 @@ def parameter_counts() -> str:
 
 def format_model(result: dict, name: str) -> str:
     return (
-        f"| {name} | {result['device']} | {result['width']}x{result['height']} | {result['frames']} "
+        f"| {name}, {result['schedule']} | {result['device']} | {result['width']}x{result['height']} | {result['frames']} "
         f"({result['window']}/{result['overlap']}) | {result['dtype'].removeprefix('torch.')} | "
         f"{result['seconds_per_frame']:.3f} | {result['cpu_seconds_per_frame']:.3f} | {result['peak_gb']:.2f} |"
     )
@@ -289,6 +392,9 @@ def format_overlap(result: dict) -> str:
         f"overlap {result['overlap']}: blending costs {result['blend_ms_per_frame']:.3f} ms per frame; the model "
         f"processes {result['processed_per_frame']:.2f} frames per output frame (the real cost of the overlap)"
     )
+
+
+SCHEDULES = (("two_pass", "windows"), ("stream", "windows"), ("stream", "chunks"))
 
 
 def main() -> None:
@@ -309,6 +415,7 @@ def main() -> None:
         "overlap (the weighted overlap's own cost)",
     )
     parser.add_argument("--frames", type=int, default=16, help="clip length of the model sections")
+    parser.add_argument("--repeats", type=int, default=2, help="timed renders per schedule (after a warm-up)")
     parser.add_argument("--tiny-size", default="72x128", help="HxW of the tiny model's clip")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -323,13 +430,18 @@ def main() -> None:
     if "classical" in sections:
         result = benchmark_classical(args.height, args.width, args.K, args.num_layers, args.exact_borders, args.seed)
         print(format_classical(result))
-    rows = []
+    rows, parts = [], []
     if "model" in sections:
         from any2bokeh.models import AnyToBokeh
 
         height, width = (int(v) for v in args.tiny_size.split("x"))
         tiny = AnyToBokeh.tiny(seed=0).to(device)
-        rows.append(format_model(benchmark_model(tiny, device, height, width, args.frames), "tiny (test sizes)"))
+        results = [
+            benchmark_model(tiny, device, height, width, args.frames, repeats=args.repeats, schedule=s, decode=d)
+            for s, d in SCHEDULES
+        ]
+        rows += [format_model(result, "tiny (test sizes)") for result in results]
+        parts.append(format_parts(results))
     if "real" in sections:
         if device.type != "cuda":
             print(
@@ -347,8 +459,14 @@ def main() -> None:
             print(
                 f"real architecture built: {torch.cuda.max_memory_allocated() / 1e9:.2f} GB of weights on {torch.cuda.get_device_name()}"
             )
-            result = benchmark_model(model, device, args.height, args.width, args.frames)
-            rows.append(format_model(result, "SVD img2vid-xt architecture (random weights)"))
+            results = [
+                benchmark_model(
+                    model, device, args.height, args.width, args.frames, repeats=args.repeats, schedule=s, decode=d
+                )
+                for s, d in SCHEDULES
+            ]
+            rows += [format_model(result, "SVD img2vid-xt architecture (random weights)") for result in results]
+            parts.append(format_parts(results))
             del model
     if "release" in sections:
         print(parameter_counts())
@@ -361,12 +479,14 @@ def main() -> None:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             model = random_real_svd(device, torch.bfloat16, **RELEASE_OPTIONS)
-            result = benchmark_model(model, device, args.height, args.width, args.frames)
+            result = benchmark_model(model, device, args.height, args.width, args.frames, repeats=args.repeats)
             rows.append(format_model(result, "the authors' release architecture (random weights)"))
+            parts.append(format_parts([result]))
             del model
     if rows:
         print(MODEL_HEADER)
         print("\n".join(rows))
+        print("\n\n".join(parts))
     if "overlap" in sections:
         print(format_overlap(benchmark_overlap(device)))
 

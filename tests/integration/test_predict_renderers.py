@@ -223,3 +223,56 @@ def test_each_frame_is_encoded_once_for_its_latents_once_for_v_d_and_once_by_cli
     assert len(overlap_windows(20, 8, 4)) == 4
     assert counts["stream"] == (40, 20)
     assert counts["two_pass"] == (4 * 8 * 3, 4 * 8)
+
+
+def test_speed_switches_keep_the_output_and_a_failed_compile_falls_back_to_eager(live, monkeypatch, caplog):
+    import any2bokeh.inference.speed as speed
+
+    frames, disparity = _clip(6, 16, 24, seed=6)
+    args = (frames, disparity, 0.4, 12.0)
+    exact = ModelRenderer(live, window=4, overlap=2, area=16 * 24, phase_upsample=False)(*args)
+
+    def broken_compile(fn):
+        def compiled(*a, **kw):
+            raise RuntimeError("no compiler here")
+
+        return compiled
+
+    monkeypatch.setattr(speed.torch, "compile", broken_compile)
+    fast = ModelRenderer(live, window=4, overlap=2, area=16 * 24, channels_last=True, sdpa_backend="math", compile=True)
+    with caplog.at_level("WARNING", logger=speed.__name__):
+        out = fast(*args)
+    assert "torch.compile of the UNet failed (RuntimeError: no compiler here); running it eagerly" in caplog.text
+    assert float((out - exact).abs().max()) < 1e-5
+    assert fast.info()["speed"] == {
+        "phase_upsample": True,
+        "channels_last": True,
+        "cudnn_benchmark": False,
+        "sdpa_backend": "math",
+        "compile": True,
+    }
+    del live.unet.forward, live.vae.decode
+    for module in live.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous()
+    with pytest.raises(ValueError, match="sdpa_backend must be one of"):
+        ModelRenderer(live, sdpa_backend="fastest")
+
+
+def test_decode_in_chunks_decodes_each_frame_once(live):
+    frames, disparity = _clip(20, 16, 24, seed=7)
+    decoded = []
+    original = live.vae.decode
+    live.vae.decode = lambda latents, num_frames, skips=None: (
+        decoded.append(num_frames) or original(latents, num_frames, skips)
+    )
+    try:
+        out = ModelRenderer(live, window=8, overlap=4, area=16 * 24, decode="chunks")(frames, disparity, 0.5, 8.0)
+        chunks = list(decoded)
+        decoded.clear()
+        ModelRenderer(live, window=8, overlap=4, area=16 * 24)(frames, disparity, 0.5, 8.0)
+    finally:
+        del live.vae.decode
+    assert chunks == [8, 8, 4] and decoded == [8] * 4 and out.shape == frames.shape
+    with pytest.raises(ValueError, match="decode must be"):
+        ModelRenderer(live, decode="chunks", schedule="two_pass")

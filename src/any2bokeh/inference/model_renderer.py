@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from any2bokeh.inference.encoded_clip import EncodedClip
-from any2bokeh.inference.overlap import OverlapBlend, overlap_windows, weighted_overlap
+from any2bokeh.inference.overlap import OverlapBlend, OverlapWindow, overlap_windows, weighted_overlap
 from any2bokeh.inference.renderers import (
     Renderer,
     as_unit_float,
@@ -47,6 +47,7 @@ from any2bokeh.inference.resolution import (
     to_native,
     working_size,
 )
+from any2bokeh.inference.speed import SpeedSettings, apply_speed_settings
 
 
 def load_model(path: str | os.PathLike, svd: str | os.PathLike | None = None):
@@ -102,6 +103,11 @@ class ModelRenderer(Renderer):
         chunk_frames: frames per step when bringing the render back to the input's size.
         schedule: "stream" (each frame encoded once, UNet and decoder interleaved, frames emitted as they are
             final) or "two_pass" (the previous schedule, kept for comparison; the same output to float32 rounding).
+        decode: "windows" (the decoder over the UNet's overlapping windows, blended: each frame decoded 1.9 times on
+            a long clip) or "chunks" (consecutive chunks of `window` frames, each frame decoded once, as stock SVD
+            decodes; off by default until a GPU run shows it adds no seam at the chunk borders).
+        phase_upsample, channels_last, cudnn_benchmark, sdpa_backend, compile: the speed switches
+            (`any2bokeh.inference.speed`; None: the device's default).
     """
 
     name = "model"
@@ -117,11 +123,21 @@ class ModelRenderer(Renderer):
         chunk_frames: int = 4,
         path: str | None = None,
         schedule: str = "stream",
+        decode: str = "windows",
+        phase_upsample: bool = True,
+        channels_last: bool | None = None,
+        cudnn_benchmark: bool | None = None,
+        sdpa_backend: str | None = None,
+        compile: bool = False,
     ) -> None:
         if schedule not in ("stream", "two_pass"):
             raise ValueError(f"schedule must be 'stream' or 'two_pass', got {schedule!r}")
-        self.schedule = schedule
+        if decode not in ("windows", "chunks") or (decode == "chunks" and schedule != "stream"):
+            raise ValueError(f"decode must be 'windows' or 'chunks' (with schedule='stream'), got {decode!r}")
+        self.schedule, self.decode = schedule, decode
         self.peak_held = 0
+        self.speed = SpeedSettings(phase_upsample, channels_last, cudnn_benchmark, sdpa_backend, compile)
+        self._speed_applied: tuple | None = None
         if window < 1 or not 0 <= overlap < window:
             raise ValueError(f"need window >= 1 and 0 <= overlap < window, got window={window}, overlap={overlap}")
         self.model = model.eval().requires_grad_(False)
@@ -162,6 +178,9 @@ class ModelRenderer(Renderer):
             "overlap": self.overlap,
             "area": self.area,
             "dtype": str(self.model.dtype).removeprefix("torch."),
+            "schedule": self.schedule,
+            "decode": self.decode,
+            "speed": vars(self.speed.resolved(self.model.device)),
             "model": self.model.config,
         }
 
@@ -188,8 +207,18 @@ class ModelRenderer(Renderer):
                 else "an unrecorded size",
             )
 
+    def _apply_speed(self) -> SpeedSettings:
+        """The speed switches on the model's current device and dtype (compiled once)."""
+        key = (self.model.device, self.model.dtype)
+        if self._speed_applied is None or self._speed_applied[0] != key:
+            compile_now = self.speed.compile and self._speed_applied is None
+            settings = SpeedSettings(**{**vars(self.speed), "compile": compile_now})
+            self._speed_applied = (key, apply_speed_settings(self.model, settings, self.model.device))
+        return self._speed_applied[1]
+
     @torch.no_grad()
     def render(self, frames, disparity, disp_focus, k, progress: Callable | None = None) -> Tensor:
+        speed = self._apply_speed()
         model, device = self.model, self.model.device
         num_frames, _, height, width = frames.shape
         size = working_size(height, width, self.area, multiple=model.size_multiple, upscale=True)
@@ -222,10 +251,11 @@ class ModelRenderer(Renderer):
                 out[chunk] = like_input(to_native(native, work, radius, self.sharp_radius, self.fade), frames)
 
         try:
-            if self.schedule == "two_pass":
-                emit(0, self._two_pass(clip, size, progress))
-            else:
-                self._streamed(clip, size, emit, progress)
+            with speed.attention():
+                if self.schedule == "two_pass":
+                    emit(0, self._two_pass(clip, size, progress))
+                else:
+                    self._streamed(clip, size, emit, progress)
         finally:
             model.check_values = checking
         return out
@@ -243,12 +273,17 @@ class ModelRenderer(Renderer):
         After UNet window j the latents of the frames before window j + 1 are final, so every decode window that
         ends there runs; a decoded frame is final once no later decode window holds it. The frames held are
         those of the windows between the oldest not yet decoded and the newest encoded (`peak_held`; window +
-        stride = 12 for window 8, overlap 4).
+        stride = 12 for window 8, overlap 4). With `decode="chunks"` the decoder runs on consecutive chunks of
+        `window` frames instead, each frame decoded once, without blending.
         """
         model = self.model
         aif, disp, d_f, k_work = clip
         num_frames = aif.shape[1]
         plan = overlap_windows(num_frames, self.window, self.overlap)
+        decodes = plan
+        if self.decode == "chunks":
+            decodes = [OverlapWindow(c, min(c + self.window, num_frames), 0) for c in range(0, num_frames, self.window)]
+        total = len(plan) + len(decodes)
         encoded = EncodedClip(model, aif, disp, d_f, keep_skips=self.use_skips)
         latents, rendered = OverlapBlend(), OverlapBlend()
         report = (lambda done, total: None) if progress is None else progress
@@ -258,18 +293,18 @@ class ModelRenderer(Renderer):
             inputs = encoded.unet_inputs(span.start, span.stop, k_work)
             latents.add(span, self._timed_unet(inputs, len(plan), num_frames, size, first=j == 0))
             done += 1
-            report(done, 2 * len(plan))
+            report(done, total)
             final = plan[j + 1].start if j + 1 < len(plan) else num_frames
-            while decoded < len(plan) and plan[decoded].stop <= final:
-                window = plan[decoded]
+            while decoded < len(decodes) and decodes[decoded].stop <= final:
+                window = decodes[decoded]
                 skips = encoded.window_skips(window.start, window.stop)
                 frames = model.decode(latents.window(window.start, window.stop).to(model.dtype), skips=skips)
                 rendered.add(window, frames.float())
                 decoded += 1
                 done += 1
-                report(done, 2 * len(plan))
+                report(done, total)
                 # frames before the next decode window are final; no window needs their encodings or latents
-                ready = plan[decoded].start if decoded < len(plan) else num_frames
+                ready = decodes[decoded].start if decoded < len(decodes) else num_frames
                 if ready > rendered.taken:
                     start = rendered.taken
                     emit(start, rendered.take(ready)[0])

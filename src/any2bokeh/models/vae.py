@@ -22,6 +22,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .phase_upsample import adopt_phase_upsamplers
 from .temporal_conv import adopt_temporal_convs
 
 
@@ -60,6 +61,8 @@ class SkipVAE(nn.Module):
             raise ValueError(f"SkipVAE needs as many encoder down blocks as decoder up blocks, got {n_down} and {n_up}")
         # the decoder's temporal convs: exact, and right where oneDNN's bf16 Conv3d is not
         adopt_temporal_convs(vae)
+        # the decoder's upsamplers can run as phase convs (exact; off unless a renderer switches them on)
+        adopt_phase_upsamplers(vae.decoder)
         self.vae = vae
         self.skip_init = float(skip_init)
         self.gradient_checkpointing = False
