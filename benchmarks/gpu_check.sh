@@ -100,13 +100,13 @@ step() {
 
 if [ "${CPU:-0}" = 1 ]; then
     step "gpu tests (skipped without CUDA)" 120 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/optics/test_raytrace.py tests/integration/test_pipeline.py
-    step "training step (tiny model, CPU)" 600 "$PYTHON" benchmarks/train_step.py --tiny --device cpu --height 64 --width 64 --steps 2
+    step "training step (tiny model, CPU)" 600 "$PYTHON" benchmarks/train_step.py --tiny --device cpu --height 64 --width 64 --steps 3 --checkpointing all,deep
     step "inference (CPU)" 600 "$PYTHON" benchmarks/predict.py --device cpu --sections model,real,release,overlap --tiny-size 32x48 --frames 10
     step "learning benchmark (CPU, a few steps)" 300 bash -c 'learn_both 20 2 trainer.val_check_interval=4 data.val_size=2 data.test_size=2'
 elif [ "$PART" = speed ]; then
     step "raytrace CPU vs CUDA and the other gpu tests" 60 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/optics/test_raytrace.py tests/integration/test_pipeline.py
-    step "stage-1 training step, real SVD architecture" 150 "$PYTHON" benchmarks/train_step.py --steps 3
-    step "inference on 100 frames: the real SVD architecture and the release's, in bf16" 330 "$PYTHON" benchmarks/predict.py --device cuda --sections real,release,overlap --frames 100 --repeats 1
+    step "stage-1 training steps, real SVD architecture, each checkpointing level" 200 "$PYTHON" benchmarks/train_step.py --steps 4 --checkpointing all,deep,none
+    step "inference on 100 frames: the real SVD architecture and the release's, in bf16" 290 "$PYTHON" benchmarks/predict.py --device cuda --sections real,release,overlap --frames 100 --repeats 1
 else
     step "renderers at 1024x576" 60 "$PYTHON" benchmarks/render.py --device cuda --lens-fraction 0.25 --psnr-rows 64
     step "DataModule throughput at 1024x576" 75 "$PYTHON" benchmarks/synthesis.py --device cuda --skip-renderers --throughput-size 576x1024 --workers 4 --clips 8

@@ -6,7 +6,9 @@
 The stage-1 module of `conf/stage/stage1.yaml` trains the whole UNet with AdamW on procedural 4-frame clips
 (`conf/data/procedural.yaml`, the ground truth rendered on the device), one clip per step, with gradient
 checkpointing, as one GPU of the paper's runs does (§4). Steps after the first are timed (the first
-includes CUDA's warm-up); the peak is `torch.cuda.max_memory_allocated` over all steps.
+includes CUDA's warm-up); the peak is `torch.cuda.max_memory_allocated` over all steps. The second step runs
+under `torch.utils.flop_counter` (and is left out of the timing): its FLOPs over the time per step give the
+step's TFLOP/s. `--checkpointing all,deep,none` runs each gradient-checkpointing level in turn.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class StepTimer(L.Callback):
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
+        self.flops = 0
+        self._counter = None
 
     def _sync(self, module) -> None:
         if module.device.type == "cuda":
@@ -40,14 +44,25 @@ class StepTimer(L.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         self._sync(module)
+        if batch_idx == 1:  # the counted step: forward, backward and the optimiser's update
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self._sync(module)
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self.flops, self._counter = self._counter.get_total_flops(), None
+            return
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def train_steps(device: str, tiny: bool, height: int, width: int, frames: int, steps: int, precision: str) -> dict:
+def train_steps(
+    device: str, tiny: bool, height: int, width: int, frames: int, steps: int, precision: str, levels: str = "all"
+) -> dict:
     """Run `steps` stage-1 steps; returns the timings, the peak memory and the setting."""
     overrides = [
         "stage=stage1",
@@ -66,7 +81,7 @@ def train_steps(device: str, tiny: bool, height: int, width: int, frames: int, s
         from any2bokeh.models.svd_xt import random_real_svd
 
         net = random_real_svd(device)
-    net.enable_gradient_checkpointing()
+    net._set_dtype_and_checkpointing(None, levels)
     datamodule = hydra.utils.instantiate(cfg.data)
     module = hydra.utils.instantiate(cfg.module, net=net)
     timer = StepTimer()
@@ -99,23 +114,30 @@ def train_steps(device: str, tiny: bool, height: int, width: int, frames: int, s
         "seconds_per_step": sum(timed) / len(timed),
         "first_step": timer.seconds[0],
         "peak_gib": peak,
+        "checkpointing": levels,
+        "tflops": timer.flops / (sum(timed) / len(timed)) / 1e12 if timer.flops else None,
     }
 
 
-def format_table(result: dict) -> str:
+def format_table(results: list[dict]) -> str:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "CPU"
-    peak = "n/a (CPU)" if result["peak_gib"] is None else f"{result['peak_gib']:.1f}"
-    return "\n".join(
-        [
-            f"Stage 1 training step, {result['model']}, {result['size']}, {result['frames']} frames, batch 1, "
-            f"{result['precision']}, gradient checkpointing; {device}, torch {torch.__version__}, "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "",
-            "| trainable params (M) | s / step (after the first) | first step (s) | peak memory (GiB) |",
-            "|---|---|---|---|",
-            f"| {result['trainable_m']:,.1f} | {result['seconds_per_step']:.2f} | {result['first_step']:.2f} | {peak} |",
-        ]
-    )
+    first = results[0]
+    lines = [
+        f"Stage 1 training step, {first['model']}, {first['size']}, {first['frames']} frames, batch 1, "
+        f"{first['precision']}; {device}, torch {torch.__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        "| gradient checkpointing | trainable params (M) | s / step (after the first) | first step (s) | TFLOP/s | "
+        "peak memory (GiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        peak = "n/a (CPU)" if result["peak_gib"] is None else f"{result['peak_gib']:.1f}"
+        tflops = "n/a" if result["tflops"] is None else f"{result['tflops']:.3g}"
+        lines.append(
+            f"| {result['checkpointing']} | {result['trainable_m']:,.1f} | {result['seconds_per_step']:.2f} | "
+            f"{result['first_step']:.2f} | {tflops} | {peak} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -125,14 +147,21 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=576)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--frames", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4, help="steps per run: one warm-up, one counted, the rest timed")
+    parser.add_argument("--checkpointing", default="all", help="comma-separated levels: all, deep, none")
     parser.add_argument("--precision", default=None, help="default: bf16-mixed on a GPU, 32-true on the CPU")
     args = parser.parse_args()
     if not args.tiny and not args.device.startswith("cuda"):
         sys.exit("the real SVD architecture at 1024x576 needs a GPU: pass --tiny to run the script on the CPU")
     precision = args.precision or ("bf16-mixed" if args.device.startswith("cuda") else "32-true")
-    result = train_steps(args.device, args.tiny, args.height, args.width, args.frames, args.steps, precision)
-    print(format_table(result))
+    results = []
+    for levels in args.checkpointing.split(","):
+        results.append(
+            train_steps(args.device, args.tiny, args.height, args.width, args.frames, args.steps, precision, levels)
+        )
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    print(format_table(results))
 
 
 if __name__ == "__main__":

@@ -121,6 +121,47 @@ def test_stage3_loss_is_l1_plus_weighted_texture(tiny_net_factory):
     assert all(p.grad is None for p in module.net.unet.parameters())
 
 
+def _open(net):
+    """Open gates and live skips, so every input of the step shows in its loss."""
+    with torch.no_grad():
+        for block in net.unet.mpi_blocks:
+            block.gate_attn.fill_(0.5)
+            block.gate_ff.fill_(0.5)
+        for conv in net.vae.skip_convs:
+            conv.weight.normal_(std=0.05)
+    return net
+
+
+@pytest.mark.parametrize("stage", [Stage1GeometryGuided, Stage3DecoderDetail])
+def test_one_encoder_call_per_step_gives_the_loss_and_gradients_of_separate_encodes(tiny_net_factory, stage):
+    torch.manual_seed(0)
+    module = stage(_open(tiny_net_factory()), OPTIMIZER)
+    net, clip = module.net, random_batch(batch_size=2, seed=3)
+    calls = []
+    hook = net.vae.vae.encoder.conv_in.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    loss = module.model_step(clip).loss
+    hook.remove()
+    # bokeh (stage 1 only), all-in-focus and V_D frames of both clips in one call
+    assert calls == [(3 if stage is Stage1GeometryGuided else 2) * 2 * 2]
+    grads = torch.autograd.grad(loss, [p for p in net.parameters() if p.requires_grad])
+
+    # the same step with each frozen encode on its own, as before
+    aif = net.encode(clip["aif"], return_skips=True)
+    latents = net.predict_latents(
+        clip["aif"], clip["disparity"], clip["disp_focus"], clip["k"], aif_latents=aif.latents
+    )
+    if stage is Stage1GeometryGuided:
+        separate = torch.nn.functional.mse_loss(latents, net.encode(clip["bokeh"]))
+    else:
+        prediction = net.decode(latents.detach(), skips=aif.skips)
+        target = clip["bokeh"]
+        separate = torch.nn.functional.l1_loss(prediction, target) + gradient_texture_loss(prediction, target)
+    reference = torch.autograd.grad(separate, [p for p in net.parameters() if p.requires_grad])
+    torch.testing.assert_close(loss, separate, rtol=1e-5, atol=1e-7)
+    for got, want in zip(grads, reference):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("value, shown", [(torch.nan, "nan"), (torch.inf, "inf"), (-torch.inf, "inf")])
 def test_non_finite_loss_raises_a_clear_error(tiny_net_factory, monkeypatch, value, shown):
     module = Stage1GeometryGuided(tiny_net_factory(), OPTIMIZER)
@@ -247,9 +288,8 @@ def test_stage1_loss_is_the_mse_to_the_eval_mode_vae_latents_of_the_bokeh():
     clips = random_batch(batch_size=2)
     torch.manual_seed(0)
     output = module.model_step(clips)
-    # bokeh and all-in-focus frames are encoded without a graph, then V_D inside predict_latents; all in eval mode
-    assert [training for training, _ in calls] == [False, False, False]
-    assert [grad for _, grad in calls[:2]] == [False, False]
+    # bokeh, all-in-focus and V_D frames are encoded in one call, without a graph, in eval mode
+    assert calls == [(False, False)]
 
     def scaled_latents(frames):  # diffusers' own encoder, outside the model's code path
         with torch.no_grad():
@@ -325,10 +365,11 @@ def test_every_trainable_parameter_gets_a_gradient(stage):
 # forward calls of one UNet res block, the VAE encoder's first block and the decoder's first block in one
 # training step, without and with the model's gradient checkpointing: only blocks that run with gradients
 # are recomputed in backward (the encoder runs for the bokeh, the all-in-focus frames and V_D)
+# the frozen encodes (bokeh, all-in-focus, V_D; stage 3 without the bokeh) are one encoder call per step
 RECOMPUTED = {
-    Stage1GeometryGuided: ({"unet": 1, "encoder": 3, "decoder": 0}, {"unet": 2, "encoder": 3, "decoder": 0}),
-    Stage2TemporalRefinement: ({"unet": 1, "encoder": 3, "decoder": 0}, {"unet": 2, "encoder": 3, "decoder": 0}),
-    Stage3DecoderDetail: ({"unet": 1, "encoder": 2, "decoder": 1}, {"unet": 1, "encoder": 2, "decoder": 2}),
+    Stage1GeometryGuided: ({"unet": 1, "encoder": 1, "decoder": 0}, {"unet": 2, "encoder": 1, "decoder": 0}),
+    Stage2TemporalRefinement: ({"unet": 1, "encoder": 1, "decoder": 0}, {"unet": 2, "encoder": 1, "decoder": 0}),
+    Stage3DecoderDetail: ({"unet": 1, "encoder": 1, "decoder": 1}, {"unet": 1, "encoder": 1, "decoder": 2}),
 }
 
 
@@ -421,3 +462,44 @@ def test_stage2_init_from_a_stage1_checkpoint_starts_from_every_stage1_tensor(tm
     new = [key for key in net.new_parameter_names() if key.startswith("unet.")]
     assert any(not torch.equal(fresh[key], stage2[key]) for key in new if key.startswith("unet.mpi_blocks."))
     assert any(not torch.equal(fresh[key], stage2[key]) for key in new if key.startswith("unet.cond_embed."))
+
+
+def test_gradient_checkpointing_levels_give_the_same_gradients_and_deep_skips_the_outer_level(tiny_net_factory):
+    clip = random_batch(batch_size=1, seed=5)
+    results = {}
+    for levels in ("none", "deep", "all"):
+        module = Stage1GeometryGuided(_open(tiny_net_factory()), OPTIMIZER)
+        module.net._set_dtype_and_checkpointing(None, levels)
+        calls = []
+        outer = module.net.unet.unet.down_blocks[0].resnets[0]
+        inner = module.net.unet.unet.down_blocks[1].resnets[0]
+        for name, block in (("outer", outer), ("inner", inner)):
+            # a pre-hook: checkpointing stops a recomputation early, before forward hooks would run
+            block.register_forward_pre_hook(lambda m, args, name=name: calls.append(name))
+        module.train()
+        loss = module.model_step(clip).loss
+        forward = list(calls)
+        grads = torch.autograd.grad(loss, [p for p in module.net.parameters() if p.requires_grad])
+        recomputed = calls[len(forward) :]
+        results[levels] = (grads, recomputed)
+    assert results["none"][1] == [] and sorted(results["all"][1]) == ["inner", "outer"]
+    assert results["deep"][1] == ["inner"]  # the outermost level is not recomputed
+    for levels in ("deep", "all"):
+        for got, want in zip(results[levels][0], results["none"][0]):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_adamw_is_fused_only_for_cuda_parameters_and_only_when_the_config_leaves_it_open():
+    from types import SimpleNamespace
+
+    from any2bokeh.stages.base import fused_option
+
+    cuda = SimpleNamespace(is_cuda=True, is_floating_point=lambda: True)
+    cpu = torch.zeros(2, requires_grad=True)
+    assert fused_option(OPTIMIZER, [cuda, cuda]) == {"fused": True}
+    assert fused_option(OPTIMIZER, [cuda, cpu]) == {}
+    assert fused_option(partial(torch.optim.AdamW, lr=1e-3, fused=False), [cuda]) == {}
+    assert fused_option(partial(torch.optim.SGD, lr=1e-3), [cuda]) == {}
+    # on the CPU the optimizer a stage builds is the plain one
+    module = Stage1GeometryGuided(AnyToBokeh.tiny(seed=0), OPTIMIZER)
+    assert not module.configure_optimizers()["optimizer"].defaults.get("fused")

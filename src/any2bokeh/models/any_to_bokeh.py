@@ -179,9 +179,10 @@ class AnyToBokeh(SerializationMixin, nn.Module):
         for name, parameter in self.vae.decoder_parameters():
             yield f"vae.{name}", parameter
 
-    def enable_gradient_checkpointing(self) -> None:
-        """Recompute the UNet's and the VAE's blocks in the backward pass; blocks run without grad are not."""
-        self.unet.enable_gradient_checkpointing()
+    def enable_gradient_checkpointing(self, levels: str = "all") -> None:
+        """Recompute the UNet's ("all" levels, or the "deep" ones) and the VAE's blocks in backward; blocks run
+        without grad are not."""
+        self.unet.enable_gradient_checkpointing(levels)
         self.vae.enable_gradient_checkpointing()
 
     def disable_gradient_checkpointing(self) -> None:

@@ -178,9 +178,20 @@ class BokehUNet(nn.Module):
     def is_gradient_checkpointing(self) -> bool:
         return self.unet.is_gradient_checkpointing
 
-    def enable_gradient_checkpointing(self) -> None:
-        """Checkpoint the UNet's blocks, MPI attention included (it runs inside the spatial blocks)."""
+    def enable_gradient_checkpointing(self, levels: str = "all") -> None:
+        """Checkpoint the UNet's blocks, MPI attention included (it runs inside the spatial blocks).
+
+        levels: "all", or "deep": every level but the outermost (down block 0 and the last up block, at the
+            latents' own resolution, run without recomputation: more memory, less time).
+        """
+        if levels not in ("all", "deep"):
+            raise ValueError(f"gradient checkpointing levels must be 'all' or 'deep', got {levels!r}")
         self.unet.enable_gradient_checkpointing(gradient_checkpointing_func=ContextCheckpoint(self._state))
+        if levels == "deep":
+            for outer in (self.unet.down_blocks[0], self.unet.up_blocks[-1]):
+                for module in outer.modules():
+                    if hasattr(module, "gradient_checkpointing"):
+                        module.gradient_checkpointing = False
 
     def disable_gradient_checkpointing(self) -> None:
         self.unet.disable_gradient_checkpointing()

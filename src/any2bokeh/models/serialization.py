@@ -174,12 +174,15 @@ class SerializationMixin:
         if empty:
             raise RuntimeError(f"{where}: tensors left without values after loading: {empty[:5]}")
 
-    def _set_dtype_and_checkpointing(self, dtype: torch.dtype | str | None, gradient_checkpointing: bool):
-        """The last step of every constructor: cast the weights (None: keep them) and switch checkpointing on."""
+    def _set_dtype_and_checkpointing(self, dtype: torch.dtype | str | None, gradient_checkpointing: bool | str):
+        """The last step of every constructor: cast the weights (None: keep them) and switch checkpointing on.
+
+        gradient_checkpointing: True or "all", "deep" (all UNet levels but the outermost), False or "none".
+        """
         if dtype is not None:
             self.to(parse_dtype(dtype))
-        if gradient_checkpointing:
-            self.enable_gradient_checkpointing()
+        if gradient_checkpointing not in (False, None, "none"):
+            self.enable_gradient_checkpointing("all" if gradient_checkpointing is True else gradient_checkpointing)
         return self
 
     # ---------------------------------------------------------------- folders

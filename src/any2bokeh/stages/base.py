@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from any2bokeh.data.dataset import BATCH_KEYS
 from any2bokeh.metrics import missing_test_metrics_notice, training_metrics
+from any2bokeh.models.any_to_bokeh import EncodedFrames
+from any2bokeh.models.conditioning import vd_image
 from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
 from any2bokeh.stages.param_groups import (
     check_group_settings,
@@ -152,11 +154,9 @@ class BokehModule(LightningModule):
             decode: also decode the predicted latents to frames (validation, test).
         """
         check_batch(batch)
-        with torch.no_grad():  # the VAE is frozen in every stage
-            target = self.net.encode(batch["bokeh"])
-            # the encoder skips (full-resolution features) are only needed to decode the prediction
-            aif = self.net.encode_with_skips(batch["aif"], keep_skips=decode)
-        latents = self.predict_latents(batch, aif.latents)
+        # the encoder skips (full-resolution features) are only needed to decode the prediction
+        target, aif, vd_latents = self.encode_frozen(batch, with_target=True, keep_skips=decode)
+        latents = self.predict_latents(batch, aif.latents, vd_latents)
         loss = F.mse_loss(latents.float(), target.float())
         prediction = None
         if decode:
@@ -164,10 +164,45 @@ class BokehModule(LightningModule):
                 prediction = self.net.decode(latents, skips=aif.skips)
         return StepOutput(loss=loss, terms={"loss": loss}, prediction=prediction)
 
-    def predict_latents(self, batch: dict[str, Tensor], aif_latents: Tensor) -> Tensor:
-        """The UNet's bokeh latents [B, T, 4, h, w] for a batch whose all-in-focus frames are encoded."""
+    def encode_frozen(
+        self, batch: dict[str, Tensor], with_target: bool, keep_skips: bool
+    ) -> tuple[Tensor | None, EncodedFrames, Tensor]:
+        """The step's frozen encodes in one call of the VAE encoder: the bokeh target (`with_target`), the
+        all-in-focus frames (with their skips when `keep_skips`) and the V_D image.
+
+        Returns (target latents or None, the all-in-focus `EncodedFrames`, V_D latents), each [B, T, 4, h, w].
+        """
+        net = self.net
+        with torch.no_grad():  # the VAE encoder is frozen in every stage
+            disparity, disp_focus, _ = net.check_inputs(
+                batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"]
+            )
+            vd = vd_image(disparity, disp_focus).to(batch["aif"].dtype)
+            images = [batch["bokeh"]] if with_target else []
+            images += [batch["aif"], vd]
+            # [n x [B, T, 3, H, W]] -> [n * B, T, 3, H, W]: one encoder call
+            encoded = net.encode_with_skips(torch.cat(images), keep_skips=keep_skips)
+            parts = encoded.latents.chunk(len(images))
+            index = 1 if with_target else 0
+            skips = []
+            if keep_skips:
+                # skips are [n * B * T, C, H, W]: keep (a copy of) the all-in-focus share only
+                frames = batch["aif"].shape[0] * batch["aif"].shape[1]
+                skips = [level[index * frames : (index + 1) * frames].clone() for level in encoded.skips]
+        aif = EncodedFrames(latents=parts[index], skips=skips)
+        return (parts[0] if with_target else None), aif, parts[-1]
+
+    def predict_latents(
+        self, batch: dict[str, Tensor], aif_latents: Tensor, vd_latents: Tensor | None = None
+    ) -> Tensor:
+        """The UNet's bokeh latents [B, T, 4, h, w] for a batch whose all-in-focus frames (and V_D) are encoded."""
         return self.net.predict_latents(
-            batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"], aif_latents=aif_latents
+            batch["aif"],
+            batch["disparity"],
+            batch["disp_focus"],
+            batch["k"],
+            aif_latents=aif_latents,
+            vd_latents=vd_latents,
         )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -245,12 +280,25 @@ class BokehModule(LightningModule):
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.hparams.optimizer(params=parameter_groups(self.net, self.group_settings))
+        groups = parameter_groups(self.net, self.group_settings)
+        parameters = [parameter for group in groups for parameter in group["params"]]
+        optimizer = self.hparams.optimizer(params=groups, **fused_option(self.hparams.optimizer, parameters))
         check_optimizer_keywords(optimizer, self.group_settings)
         if self.hparams.scheduler is None:
             return {"optimizer": optimizer}
         scheduler = self.hparams.scheduler(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+
+def fused_option(factory: Any, parameters: list[Tensor]) -> dict[str, bool]:
+    """{"fused": True} for Adam or AdamW whose config leaves `fused` unset, when every trained parameter is a
+    floating-point CUDA tensor (one kernel for the whole update); {} otherwise."""
+    func = getattr(factory, "func", factory)
+    keywords = getattr(factory, "keywords", {}) or {}
+    if func not in (torch.optim.Adam, torch.optim.AdamW) or "fused" in keywords or not parameters:
+        return {}
+    on_cuda = all(parameter.is_cuda and parameter.is_floating_point() for parameter in parameters)
+    return {"fused": True} if on_cuda else {}
 
 
 def check_batch(batch: dict[str, Tensor]) -> None:

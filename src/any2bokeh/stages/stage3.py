@@ -36,9 +36,9 @@ class Stage3DecoderDetail(BokehModule):
     def model_step(self, batch: dict[str, Tensor], decode: bool = True) -> StepOutput:
         """Pixel objective: the prediction is always decoded (`decode` is accepted for the shared calls)."""
         check_batch(batch)
-        with torch.no_grad():  # the UNet and the VAE encoder are frozen
-            aif = self.net.encode(batch["aif"], return_skips=True)
-            latents = self.predict_latents(batch, aif.latents)
+        _, aif, vd_latents = self.encode_frozen(batch, with_target=False, keep_skips=True)
+        with torch.no_grad():  # the UNet is frozen
+            latents = self.predict_latents(batch, aif.latents, vd_latents)
         prediction = self.net.decode(latents, skips=aif.skips)
         target = batch["bokeh"]
         l1 = F.l1_loss(prediction.float(), target.float())

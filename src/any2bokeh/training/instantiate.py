@@ -45,7 +45,7 @@ def build_net(model_cfg: DictConfig, init_from: str | None = None) -> nn.Module:
     path = Path(init_from)
     cls = model_class(model_cfg)
     settings = {
-        "gradient_checkpointing": bool(model_cfg.get("gradient_checkpointing", False)),
+        "gradient_checkpointing": model_cfg.get("gradient_checkpointing", False),
         "dtype": model_cfg.get("dtype"),
     }
     if path.is_dir():
