@@ -246,7 +246,20 @@ def test_a_depth_anything_folder_gives_the_disparity_when_no_file_does(tmp_path)
     out = tmp_path / "out"
     summary = predict(_cfg(out, f"input={clip}", f"depth_model={tmp_path / 'depth'}", "focus.value=0.5"))
     assert summary.exit_code == 0, summary.table()
-    assert _sidecar(out, "clip")["disparity"] == f"depth_model {tmp_path / 'depth'}"
+    sidecar = _sidecar(out, "clip")
+    assert sidecar["disparity"] == f"depth_model {tmp_path / 'depth'}"
+    # the maps were aligned frame to frame (depth_stabilize, on by default): the flicker before and after
+    assert set(sidecar["depth_flicker"]) == {"before", "after"} and sidecar["depth_flicker"]["after"] >= 0
+    unsteady = predict(
+        _cfg(
+            tmp_path / "out4",
+            f"input={clip}",
+            f"depth_model={tmp_path / 'depth'}",
+            "focus.value=0.5",
+            "depth_stabilize=false",
+        )
+    )
+    assert unsteady.exit_code == 0 and _sidecar(tmp_path / "out4", "clip")["depth_flicker"] is None
     # no disparity at all, or a depth folder without weights: the video fails, naming what is missing
     missing = predict(_cfg(tmp_path / "out2", f"input={clip}"))
     assert "no disparity for" in missing.rows[0]["reason"] and "clip.disparity.npy" in missing.rows[0]["reason"]

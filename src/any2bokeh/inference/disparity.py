@@ -203,9 +203,22 @@ class DepthNetwork:
             outputs.append(depth.cpu())
         return torch.cat(outputs)
 
-    def __call__(self, frames: np.ndarray) -> Tensor:
-        """Disparity of uint8 frames [T, H, W, 3]: float32 [T, H, W] in [0, 1], normalised over the clip."""
-        return prepare_disparity(self.raw(frames), self.folder, len(frames), inverse=self.predicts_depth)
+    def __call__(self, frames: np.ndarray, stabilize: bool = False) -> Tensor:
+        """Disparity of uint8 frames [T, H, W, 3]: float32 [T, H, W] in [0, 1], normalised over the clip.
+
+        stabilize: align each frame's map to the previous one by a robust scale and shift over the pixels that
+            do not move (`steady_depth`) before the clip's min-max; `last_report` then holds the flicker before
+            and after.
+        """
+        raw = self.raw(frames)
+        self.last_report = None
+        if not stabilize:
+            return prepare_disparity(raw, self.folder, len(frames), inverse=self.predicts_depth)
+        from any2bokeh.inference.steady_depth import stabilize_disparity
+
+        disparity = 1 / raw.clamp_min(1e-6) if self.predicts_depth else raw
+        steady, self.last_report = stabilize_disparity(disparity, frames)
+        return prepare_disparity(steady, self.folder, len(frames))
 
 
 def estimate_disparity(

@@ -58,6 +58,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
     return {
         "disparity": cfg.disparity,
         "depth_model": cfg.depth_model,
+        "depth_stabilize": cfg.depth_stabilize,
         "k": OmegaConf.to_container(cfg.k, resolve=True) if OmegaConf.is_config(cfg.k) else cfg.k,
         "focus": OmegaConf.to_container(cfg.focus, resolve=True),
     }
@@ -85,6 +86,7 @@ CONFIG_KEYS = {
     "save_frames",
     "disparity",
     "depth_model",
+    "depth_stabilize",
     "focus",
     "k",
     "window",

@@ -64,8 +64,9 @@ def _naming(path: str) -> Iterator[None]:
 _DEPTH_NETWORKS: dict[tuple[str, str], Any] = {}
 
 
-def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tuple[Tensor, str]:
-    """The video's disparity [T, 1, h, w] normalised over the clip, and where it came from.
+def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tuple[Tensor, str, dict | None]:
+    """The video's disparity [T, 1, h, w] normalised over the clip, where it came from, and the depth network's
+    steadiness report (`depth_stabilize`; None for disparity from files).
 
     In order: the `disparity` setting, a sibling `<name>.disparity.npy`, the `depth_model` folder. It keeps
     its own size (renderers resize it), so a 4K clip does not carry a 4K float copy of it.
@@ -75,6 +76,7 @@ def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tu
 
     num_frames = frames.shape[0]
     source = job.settings.get("disparity") or sibling_disparity(job.input)
+    report = None
     if source is not None:
         origin = str(source)
         with _naming(origin):
@@ -86,7 +88,9 @@ def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tu
             key = (folder, str(device))
             if key not in _DEPTH_NETWORKS:
                 _DEPTH_NETWORKS[key] = DepthNetwork(folder, device=device)
-            disparity = _DEPTH_NETWORKS[key](frames)
+            network = _DEPTH_NETWORKS[key]
+            disparity = network(frames, stabilize=bool(job.settings.get("depth_stabilize", True)))
+            report = network.last_report
     else:
         raise FileNotFoundError(
             f"no disparity for {job.input}: set disparity=, put {Path(job.input).stem}.disparity.npy beside it, "
@@ -95,7 +99,7 @@ def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tu
     if disparity.shape[0] != num_frames:
         raise ValueError(f"disparity from {origin} has {disparity.shape[0]} frames, the video {num_frames}")
     # [T, h, w] -> [T, 1, h, w]
-    return disparity.float().reshape(num_frames, 1, *disparity.shape[-2:]), origin
+    return disparity.float().reshape(num_frames, 1, *disparity.shape[-2:]), origin, report
 
 
 def focus_spec(focus: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +164,7 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
     num_frames, height, width = frames.shape[:3]
     lap("read")
     device = renderer.device or torch.device("cpu")
-    disparity, disparity_origin = job_disparity(job, video.frames, device)
+    disparity, disparity_origin, steadiness = job_disparity(job, video.frames, device)
     lap("disparity")
     # the curves are found on a small copy: d_f is a mean over the subject
     small = working_size(height, width, FOCUS_AREA, upscale=False)
@@ -182,6 +186,7 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
         "width": width,
         "fps": video.fps,
         "disparity": disparity_origin,
+        "depth_flicker": None if steadiness is None else steadiness["flicker"],
         "settings": job.settings,
         "focus": focus_spec(job.settings.get("focus", {})),
         "renderer": renderer.info(),
