@@ -320,6 +320,9 @@ def test_davis_layout_with_binary_masks_needs_no_object_id(tmp_path):
     results, _ = evaluate(evaluate_config(tmp_path / "classical", "renderer=classical", *overrides))
     assert results["failures"] == [] and results["groups"]["davis/real"]["videos_used"] == 1
     assert 0.3 < metrics(results, "davis/real")["vepi"] < 0.999
+    # the mask as a matte (davis.matte, on by default) keeps more of the subject's edges than the mask alone
+    plain, _ = evaluate(evaluate_config(tmp_path / "plain", "renderer=classical", "davis.matte=false", *overrides))
+    assert metrics(results, "davis/real")["vepi"] > metrics(plain, "davis/real")["vepi"] + 0.01
 
 
 def test_config_errors_name_the_setting(tmp_path):

@@ -266,3 +266,25 @@ def test_a_depth_anything_folder_gives_the_disparity_when_no_file_does(tmp_path)
     (tmp_path / "empty").mkdir()
     empty = predict(_cfg(tmp_path / "out3", f"input={clip}", f"depth_model={tmp_path / 'empty'}"))
     assert empty.exit_code == 1 and str(tmp_path / "empty") in empty.rows[0]["reason"]
+
+
+def test_a_mask_folder_renders_the_subject_as_its_own_layer_unless_matte_is_off(tmp_path):
+    from PIL import Image
+
+    clip = _clip(tmp_path, "masked", num_frames=6)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for t in range(6):
+        mask = np.zeros((48, 64), np.uint8)
+        mask[12:36, 16:32] = 255  # the near block of _disparity, as a binary mask
+        Image.fromarray(mask).save(masks / f"{t:05d}.png")
+    runs = {}
+    for matte in ("true", "false"):
+        out = tmp_path / f"out_{matte}"
+        summary = predict(_cfg(out, f"input={clip}", f"focus.mask={masks}", f"matte={matte}", "k=48"))
+        assert summary.exit_code == 0, summary.table()
+        runs[matte] = (_sidecar(out, "masked"), read_video(out / "masked.mp4").frames.astype(np.float64))
+    assert runs["true"][0]["matte"] is True and runs["false"][0]["matte"] is False
+    # the same d_f either way (the mask picks it); the renders differ around the subject
+    assert runs["true"][0]["disp_focus"] == runs["false"][0]["disp_focus"]
+    assert np.abs(runs["true"][1] - runs["false"][1]).max() > 1

@@ -60,6 +60,7 @@ class DavisSet:
         disparity: str | Path | None = None,
         depth_model: str | Path | None = None,
         k: float = 16.0,
+        matte: bool = True,
     ):
         if disparity is None and depth_model is None:
             raise ValueError("DAVIS needs disparity: set davis.disparity (a folder of files) or davis.depth_model")
@@ -69,6 +70,7 @@ class DavisSet:
             raise ValueError(f"davis.num_frames must be >= 1 or null, got {num_frames}")
         self.root, self.resolution = Path(root), resolution
         self.num_frames, self.object_id, self.k = num_frames, object_id, float(k)
+        self.matte = bool(matte)
         self.disparity_dir = None if disparity is None else Path(disparity)
         self.depth_model = depth_model
         self._depth = None
@@ -88,7 +90,7 @@ class DavisSet:
         disp_focus = smooth_curve(fill_gaps(subject_focus(disparity, masks), what)).clamp(0, 1)
         # K in pixels at this video's width (the test sets' convention)
         k = torch.full((count,), self.k * width / PAPER_WIDTH)
-        return EvalVideo(frames=frames, disparity=disparity, disp_focus=disp_focus, k=k, mask=masks)
+        return EvalVideo(frames=frames, disparity=disparity, disp_focus=disp_focus, k=k, mask=masks, matte=self.matte)
 
     def _disparity(self, sequence: str, frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
         """[T, H, W] normalised over the frames used, from files or from the depth network."""

@@ -31,7 +31,8 @@ class Method:
     def __call__(self, video: EvalVideo) -> Tensor:
         width = video.frames.shape[-1]
         k = video.k * (PAPER_WIDTH / width)
-        return self.renderer(video.frames, video.disparity, video.disp_focus, k)
+        matte = video.mask if video.matte and video.mask is not None else None
+        return self.renderer(video.frames, video.disparity, video.disp_focus, k, matte=matte)
 
 
 class MethodBuilder:

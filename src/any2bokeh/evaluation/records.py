@@ -50,6 +50,7 @@ class EvalVideo:
     disp_focus, k: [T]; K in pixels of blur per unit of disparity at this video's own width.
     target: [T, 3, H, W] in [0, 1], the ground-truth bokeh, or None (real videos).
     mask: [T, 1, H, W] in [0, 1], the subject, or None.
+    matte: hand the mask to renderers that render a known subject as its own layer (DAVIS, `davis.matte`).
     """
 
     frames: Tensor
@@ -58,6 +59,7 @@ class EvalVideo:
     k: Tensor
     target: Tensor | None = None
     mask: Tensor | None = None
+    matte: bool = False
 
 
 def signature_hash(signature: dict[str, Any]) -> str:

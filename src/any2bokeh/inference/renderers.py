@@ -96,6 +96,8 @@ class Renderer(ABC):
     """
 
     name = "renderer"
+    #: renders a known subject mask as its own in-focus layer (`matte=` of a call); others ignore a matte
+    supports_matte = False
 
     def __call__(
         self,
@@ -104,6 +106,7 @@ class Renderer(ABC):
         disp_focus: Tensor,
         k: Tensor,
         progress: Callable[[int, int], None] | None = None,
+        matte: Tensor | None = None,
     ) -> Tensor:
         disp_focus = torch.as_tensor(disp_focus, dtype=torch.float32).flatten()
         k = torch.as_tensor(k, dtype=torch.float32).flatten()
@@ -112,6 +115,14 @@ class Renderer(ABC):
         if k.numel() == 1:
             k = k.expand(frames.shape[0])
         disparity = check_render_inputs(frames, disparity, disp_focus, k)
+        if matte is not None and self.supports_matte:
+            matte = torch.as_tensor(matte, dtype=torch.float32)
+            matte = matte[:, None] if matte.ndim == 3 else matte
+            if matte.ndim != 4 or matte.shape[:2] != (frames.shape[0], 1):
+                raise ValueError(
+                    f"matte must be [T, 1, h, w] or [T, h, w] for {frames.shape[0]} frames, got {tuple(matte.shape)}"
+                )
+            return self.render(frames, disparity, disp_focus, k, progress, matte=matte.clamp(0, 1))
         return self.render(frames, disparity, disp_focus, k, progress)
 
     @abstractmethod
@@ -160,6 +171,7 @@ class ClassicalRenderer(Renderer):
     """
 
     name = "classical"
+    supports_matte = True
 
     def __init__(
         self,
@@ -194,7 +206,11 @@ class ClassicalRenderer(Renderer):
 
         return render_disparity_map(frames, disparity, k_px, disp_focus, **self.options)
 
-    def render(self, frames, disparity, disp_focus, k, progress=None) -> Tensor:
+    def render(self, frames, disparity, disp_focus, k, progress=None, matte: Tensor | None = None) -> Tensor:
+        """`matte` [T, 1, h, w] in [0, 1], the subject's mask at any size: the subject is rendered as its own
+        in-focus layer over a background filled behind it (`any2bokeh.optics.matte`)."""
+        from any2bokeh.optics.matte import render_with_matte
+
         num_frames, _, height, width = frames.shape
         size = working_size(height, width, self.area, upscale=False)
         device = self.device or frames.device
@@ -204,10 +220,21 @@ class ClassicalRenderer(Renderer):
             native = as_unit_float(frames[chunk], device)
             d_f, k_chunk = disp_focus[chunk].to(device), k[chunk].to(device)
             disp = disparity[chunk].to(device).float().clamp(0, 1)
-            rendered = self.render_working(
-                resize(native, size), resize(disp, size).clamp(0, 1), d_f, k_pixels(k_chunk, size[1])
-            )
+            k_work = k_pixels(k_chunk, size[1])
+            work, work_disp = resize(native, size), resize(disp, size).clamp(0, 1)
             radius = native_radius(disp, d_f, k_chunk, (height, width))
+            if matte is None:
+                rendered = self.render_working(work, work_disp, d_f, k_work)
+            else:
+                subject = resize(matte[chunk].to(device), size).clamp(0, 1)
+                rendered, alpha = render_with_matte(
+                    lambda images, disp_map: self.render_working(images, disp_map, d_f, k_work),
+                    work,
+                    work_disp,
+                    subject,
+                )
+                # the subject keeps its native detail: no blur radius under the refined matte
+                radius = radius * (1 - resize(alpha, (height, width)).clamp(0, 1))
             out[chunk] = like_input(to_native(native, rendered, radius, self.sharp_radius, self.fade), frames)
             if progress is not None:
                 progress(chunk.stop, num_frames)

@@ -59,6 +59,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         "disparity": cfg.disparity,
         "depth_model": cfg.depth_model,
         "depth_stabilize": cfg.depth_stabilize,
+        "matte": cfg.matte,
         "k": OmegaConf.to_container(cfg.k, resolve=True) if OmegaConf.is_config(cfg.k) else cfg.k,
         "focus": OmegaConf.to_container(cfg.focus, resolve=True),
     }
@@ -87,6 +88,7 @@ CONFIG_KEYS = {
     "disparity",
     "depth_model",
     "depth_stabilize",
+    "matte",
     "focus",
     "k",
     "window",

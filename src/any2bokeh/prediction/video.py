@@ -114,6 +114,17 @@ def focus_spec(focus: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in focus.items() if key in keep}
 
 
+def job_matte(job: VideoJob, num_frames: int, size: tuple[int, int]) -> Tensor | None:
+    """The subject's masks [T, 1, h, w] when the focus is a mask folder and `matte` is on (the default), else None."""
+    from any2bokeh.inference.focus import load_masks
+
+    focus = focus_spec(job.settings.get("focus", {}))
+    if not job.settings.get("matte", True) or "mask" not in focus:
+        return None
+    with _naming(str(focus["mask"])):
+        return load_masks(focus["mask"], num_frames, size, focus.get("object_id"))[:, None]
+
+
 def job_curves(job: VideoJob, frames: Tensor, disparity: Tensor) -> tuple[Tensor, Tensor]:
     """d_f [T] and K [T] of a video from its focus and k settings; frames float [T, 3, h, w] in [0, 1].
 
@@ -171,9 +182,11 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
     small_frames = resize(frames.permute(0, 3, 1, 2).float() / 255, small).clamp(0, 1)
     disp_focus, k = job_curves(job, small_frames, resize(disparity, small).clamp(0, 1))
     lap("focus")
+    matte = job_matte(job, num_frames, tuple(disparity.shape[-2:])) if renderer.supports_matte else None
+    lap("matte")
     bar = _ProgressBar(job.name) if progress else None
     rendered = renderer(
-        frames.permute(0, 3, 1, 2), disparity, disp_focus, k, progress=bar.report if bar else None
+        frames.permute(0, 3, 1, 2), disparity, disp_focus, k, progress=bar.report if bar else None, matte=matte
     )  # uint8 [T, 3, H, W]
     if bar:
         bar.close()
@@ -190,6 +203,7 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
         "settings": job.settings,
         "focus": focus_spec(job.settings.get("focus", {})),
         "renderer": renderer.info(),
+        "matte": matte is not None,
         "disp_focus": [round(float(v), 6) for v in disp_focus],
         "k": [round(float(v), 6) for v in k],
         "timings": timings,
