@@ -21,7 +21,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from any2bokeh.data import TestSetDataset
 from any2bokeh.data.testset import main as export_command
 from any2bokeh.evaluation import evaluate
-from any2bokeh.utils.hydra import compose_config
+from tests.helpers.eval_configs import evaluate_config
 from tests.helpers.video_files import write_frame_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,12 +34,6 @@ def testset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("testset") / "set"
     export_command(["export", "--out", str(out), *EXPORT])
     return out
-
-
-def evaluate_config(tmp_path: Path, *overrides: str):
-    """conf/evaluate.yaml as `python evaluate.py ...` composes it, writing under tmp_path."""
-    overrides = ["cpu_threads=1", "trainer.enable_progress_bar=false", *overrides]
-    return compose_config(ROOT / "conf", "evaluate", overrides, run_dir=tmp_path / "run", log_dir=tmp_path)
 
 
 def run(tmp_path: Path, testset: Path, *overrides: str) -> dict:

@@ -15,6 +15,7 @@ from any2bokeh.models import AnyToBokeh, save_tiny_svd
 from any2bokeh.models.release import main as convert
 from any2bokeh.prediction import compose_predict_config, predict
 from any2bokeh.training import train
+from tests.helpers.eval_configs import evaluate_config
 from tests.helpers.release_files import write_release
 from tests.helpers.train_configs import tiny_config
 from tests.helpers.video_files import write_frame_folder, write_mp4
@@ -99,7 +100,6 @@ def test_the_authors_demo_csv_and_names_run_unchanged(files, tmp_path, monkeypat
 def test_evaluate_writes_the_release_row(files, tmp_path):
     from any2bokeh.data.testset import main as export_command
     from any2bokeh.evaluation import evaluate
-    from any2bokeh.utils.hydra import compose_config
 
     release, svd = files
     testset = tmp_path / "set"
@@ -107,8 +107,6 @@ def test_evaluate_writes_the_release_row(files, tmp_path):
         ["export", "--out", str(testset), "--num-videos", "2", "--num-frames", "9", "--height", "48", "--width", "64"]
     )
     overrides = [
-        "cpu_threads=1",
-        "trainer.enable_progress_bar=false",
         f"synthetic.root={testset}",
         "synthetic.modes=[I]",
         "renderer=release",
@@ -116,8 +114,7 @@ def test_evaluate_writes_the_release_row(files, tmp_path):
         f"renderer.svd={svd}",
         "working_area=3072",
     ]
-    config = compose_config(ROOT / "conf", "evaluate", overrides, run_dir=tmp_path / "run", log_dir=tmp_path)
-    results, _ = evaluate(config)
+    results, _ = evaluate(evaluate_config(tmp_path, *overrides))
     group = results["groups"]["synthetic/I"]
     assert results["failures"] == [] and group["videos_used"] == 2 and math.isfinite(group["metrics"]["psnr"])
     assert "**release** (this run)" in (tmp_path / "run" / "results.md").read_text()
