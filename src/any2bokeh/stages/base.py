@@ -18,6 +18,7 @@ from any2bokeh.data.dataset import BATCH_KEYS
 from any2bokeh.metrics import missing_test_metrics_notice, training_metrics
 from any2bokeh.models.any_to_bokeh import EncodedFrames
 from any2bokeh.models.conditioning import vd_image
+from any2bokeh.models.inputs import normalize_inputs
 from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
 from any2bokeh.stages.param_groups import (
     check_group_settings,
@@ -174,8 +175,9 @@ class BokehModule(LightningModule):
         """
         net = self.net
         with torch.no_grad():  # the VAE encoder is frozen in every stage
-            disparity, disp_focus, _ = net.check_inputs(
-                batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"]
+            # shapes only: the UNet's call (`predict_latents`) checks the values, one device sync per step
+            disparity, disp_focus, _ = normalize_inputs(
+                batch["aif"], batch["disparity"], batch["disp_focus"], batch["k"], net.size_multiple, False
             )
             vd = vd_image(disparity, disp_focus).to(batch["aif"].dtype)
             images = [batch["bokeh"]] if with_target else []
