@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -20,6 +20,7 @@ from any2bokeh.models.any_to_bokeh import EncodedFrames
 from any2bokeh.models.conditioning import vd_image
 from any2bokeh.models.inputs import normalize_inputs
 from any2bokeh.models.serialization import CHECKPOINT_CONFIG_KEY
+from any2bokeh.stages.frozen_cast import frozen_roots, half_dtype, hold_in_half, restore, restore_in_checkpoint
 from any2bokeh.stages.param_groups import (
     check_group_settings,
     check_optimizer_keywords,
@@ -49,16 +50,6 @@ class StepOutput:
 def to_unit_range(frames: Tensor) -> Tensor:
     """[B, T, 3, H, W] in [-1, 1] -> [B, T, 3, H, W] float32 in [0, 1], the videos the metrics compare."""
     return ((frames.detach().float() + 1) / 2).clamp(0, 1)
-
-
-def frozen_roots(module: nn.Module) -> Iterator[nn.Module]:
-    """The largest submodules that hold parameters, none of them trainable."""
-    parameters = list(module.parameters())
-    if parameters and not any(p.requires_grad for p in parameters):
-        yield module
-        return
-    for child in module.children():
-        yield from frozen_roots(child)
 
 
 class BokehModule(LightningModule):
@@ -131,6 +122,8 @@ class BokehModule(LightningModule):
     def on_fit_start(self) -> None:
         # Lightning does not call train() when fitting starts; this applies the frozen parts' eval mode
         self.train()
+        # the frozen VAE and CLIP in the run's half precision, cast once (`frozen_cast`)
+        self._kept_float32 = hold_in_half(self.net, half_dtype(self.trainer.precision))
         # the size the network learns at, saved with it: the model renderer's default working size
         datamodule = getattr(self.trainer, "datamodule", None)
         options = getattr(self.net, "options", None)
@@ -269,9 +262,15 @@ class BokehModule(LightningModule):
         for logger in wandb_loggers:
             logger.log_metrics(histograms, step=step)
 
+    def on_fit_end(self) -> None:
+        restore(self.net, getattr(self, "_kept_float32", {}))
+        self._kept_float32 = {}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # how to rebuild the network's architecture; `AnyToBokeh.from_checkpoint` reads it (stage chaining)
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.net.config
+        # the frozen encoders' float32 weights, not their half copies of this fit
+        restore_in_checkpoint(checkpoint, getattr(self, "_kept_float32", {}))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # resuming a fit (ckpt_path): the saved optimizer must hold this run's groups; testing a checkpoint and
