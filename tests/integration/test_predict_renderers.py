@@ -276,3 +276,26 @@ def test_decode_in_chunks_decodes_each_frame_once(live):
     assert chunks == [8, 8, 4] and decoded == [8] * 4 and out.shape == frames.shape
     with pytest.raises(ValueError, match="decode must be"):
         ModelRenderer(live, decode="chunks", schedule="two_pass")
+
+
+def test_with_matte_on_the_model_sees_the_subject_on_the_focal_plane(tiny, monkeypatch):
+    frames, _ = _clip(4, 48, 64)
+    disparity = torch.full((4, 1, 48, 64), 0.2)
+    disparity[:, :, 8:40, 12:52] = torch.linspace(0.6, 0.9, 40)  # a subject spanning depths
+    matte = torch.zeros(4, 1, 48, 64)
+    matte[:, :, 8:40, 12:52] = 1.0
+    seen = []
+    real = tiny.unet_inputs
+    monkeypatch.setattr(
+        tiny, "unet_inputs", lambda aif, disp, *rest, **kw: seen.append(disp) or real(aif, disp, *rest, **kw)
+    )
+    args = (frames, disparity, torch.full((4,), 0.75), torch.full((4,), 12.0))
+    plain = ModelRenderer(tiny, window=8, overlap=4, area=48 * 64, schedule="two_pass")(*args, matte=matte)
+    assert torch.allclose(seen[-1][0], disparity)  # off by default: the matte is ignored
+    with_matte = ModelRenderer(tiny, window=8, overlap=4, area=48 * 64, schedule="two_pass", matte=True)
+    out = with_matte(*args, matte=matte)
+    pulled = seen[-1][0]
+    inside = pulled[:, :, 20:28, 26:38]
+    assert torch.allclose(inside, torch.full_like(inside, 0.75), atol=0.02)  # the subject's core on d_f
+    assert torch.allclose(pulled[:, :, :, :3], disparity[:, :, :, :3])  # the background as it was
+    assert with_matte.info()["matte"] is True and not torch.equal(out, plain)

@@ -18,6 +18,11 @@ latents and CLIP token are computed once (`EncodedClip`), a window is decoded as
 and a frame goes back to the input's size and off the device as soon as its decoded value is final, so a clip
 of any length holds a bounded run of frames on the device. On a GPU the weights run in bf16 or fp16 (`dtype`);
 the blending runs in float32.
+
+With a subject's matte (`matte=` of a call: a mask folder, SAM or the tracker's region), the matte is refined
+against the frame (`optics.matte.refine_matte`) and the subject's disparity pulled to d_f under it,
+d' = d + alpha (d_f - d), for the model's MPI regions and V_D image and for the native detail of step 4: the
+model is told the subject lies on the focal plane, so all of it keeps its detail.
 """
 
 from __future__ import annotations
@@ -108,6 +113,8 @@ class ModelRenderer(Renderer):
             decodes; off by default until a GPU run shows it adds no seam at the chunk borders).
         phase_upsample, channels_last, cudnn_benchmark, sdpa_backend, compile: the speed switches
             (`any2bokeh.inference.speed`; None: the device's default).
+        matte: use a subject's matte handed to a call (see the module docstring); off by default, since the
+            trained model renders the subject from the disparity alone.
     """
 
     name = "model"
@@ -129,7 +136,9 @@ class ModelRenderer(Renderer):
         cudnn_benchmark: bool | None = None,
         sdpa_backend: str | None = None,
         compile: bool = False,
+        matte: bool = False,
     ) -> None:
+        self.supports_matte = bool(matte)
         if schedule not in ("stream", "two_pass"):
             raise ValueError(f"schedule must be 'stream' or 'two_pass', got {schedule!r}")
         if decode not in ("windows", "chunks") or (decode == "chunks" and schedule != "stream"):
@@ -180,6 +189,7 @@ class ModelRenderer(Renderer):
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "schedule": self.schedule,
             "decode": self.decode,
+            "matte": self.supports_matte,
             "speed": vars(self.speed.resolved(self.model.device)),
             "model": self.model.config,
         }
@@ -217,10 +227,12 @@ class ModelRenderer(Renderer):
         return self._speed_applied[1]
 
     @torch.no_grad()
-    def render(self, frames, disparity, disp_focus, k, progress: Callable | None = None) -> Tensor:
+    def render(self, frames, disparity, disp_focus, k, progress: Callable | None = None, matte=None) -> Tensor:
         speed = self._apply_speed()
         model, device = self.model, self.model.device
         num_frames, _, height, width = frames.shape
+        if matte is not None:
+            disparity = focus_under_matte(frames, disparity, disp_focus, matte, self.chunk_frames)
         size = working_size(height, width, self.area, multiple=model.size_multiple, upscale=True)
         # the working-size clip, one batch element: aif [1, T, 3, h, w] in [-1, 1], disparity [1, T, 1, h, w]
         aif = torch.cat(
@@ -347,3 +359,19 @@ class ModelRenderer(Renderer):
             context={"aif": aif},
             progress=lambda done, total: report(windows + done, 2 * windows),
         )[0]
+
+
+def focus_under_matte(frames: Tensor, disparity: Tensor, disp_focus: Tensor, matte: Tensor, chunk: int = 4) -> Tensor:
+    """The disparity [T, 1, h, w] with the subject pulled to d_f under the matte refined against the frames:
+    d + alpha (d_f - d), at the disparity's size (see the module docstring)."""
+    from any2bokeh.optics.matte import refine_matte
+
+    out = torch.empty_like(disparity, dtype=torch.float32)
+    size = tuple(disparity.shape[-2:])
+    for start in range(0, frames.shape[0], chunk):
+        part = slice(start, start + chunk)
+        guide = resize(as_unit_float(frames[part], disparity.device), size).clamp(0, 1)
+        alpha = refine_matte(resize(matte[part].to(disparity.device).float(), size).clamp(0, 1), guide)
+        d, d_f = disparity[part].float(), disp_focus[part].to(disparity.device).float().view(-1, 1, 1, 1)
+        out[part] = d + alpha * (d_f - d)
+    return out
