@@ -5,64 +5,33 @@ import os
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra.errors import ConfigCompositionException
 
 from any2bokeh.io import has_audio, read_video
-from any2bokeh.prediction import compose_predict_config, predict
+from any2bokeh.prediction import predict
 from tests.helpers.depth_networks import save_tiny_depth_anything
-from tests.helpers.video_files import write_corrupt_mp4, write_mp4, write_video_with_audio
-
-ROOT = Path(__file__).resolve().parents[2]
-CONF = ROOT / "conf"
-
-
-def _frames(num_frames=6, height=48, width=64, seed=0):
-    """A textured clip, uint8 [T, H, W, 3], drifting by a pixel per frame."""
-    rng = np.random.default_rng(seed)
-    wide = rng.integers(0, 256, (height, width + num_frames, 3), dtype=np.uint8)
-    return np.stack([wide[:, t : t + width] for t in range(num_frames)])
-
-
-def _disparity(num_frames=6, height=48, width=64):
-    """Two planes: a near block (raw 5) on a far background (raw 1), in arbitrary units."""
-    disparity = np.ones((num_frames, height, width), dtype=np.float32)
-    disparity[:, height // 4 : 3 * height // 4, width // 4 : width // 2] = 5.0
-    return disparity
-
-
-def _clip(folder, name, num_frames=6, fps=10, disparity_frames=None, seed=0, audio=False):
-    frames = _frames(num_frames, seed=seed)
-    path = Path(folder) / f"{name}.mp4"
-    (write_video_with_audio if audio else write_mp4)(path, frames, fps)
-    np.save(Path(folder) / f"{name}.disparity.npy", _disparity(disparity_frames or num_frames))
-    return path
-
-
-def _cfg(output_dir, *overrides):
-    return compose_predict_config(
-        CONF, [f"output_dir={output_dir}", "trainer.enable_progress_bar=false", *overrides], log_dir=output_dir
-    )
-
-
-def _sidecar(output_dir, name):
-    return json.loads((Path(output_dir) / f"{name}.json").read_text())
-
-
-def _statuses(summary):
-    return {row["name"]: (row["status"], row.get("reason") or "") for row in summary.rows}
+from tests.helpers.predict_runs import (
+    ROOT,
+    clip_disparity,
+    clip_frames,
+    predict_config,
+    read_sidecar,
+    run_statuses,
+    write_clip,
+)
+from tests.helpers.video_files import write_corrupt_mp4, write_mp4
 
 
 def test_a_batch_writes_good_clips_reports_bad_ones_and_skips_finished_ones(tmp_path):
     clips, out = tmp_path / "clips", tmp_path / "out"
-    _clip(clips, "good_a", seed=1)
-    _clip(clips, "good_b", seed=2)
-    _clip(clips, "short_disparity", disparity_frames=4)
+    write_clip(clips, "good_a", seed=1)
+    write_clip(clips, "good_b", seed=2)
+    write_clip(clips, "short_disparity", disparity_frames=4)
     write_corrupt_mp4(clips / "corrupt.mp4")
-    np.save(clips / "corrupt.disparity.npy", _disparity())
+    np.save(clips / "corrupt.disparity.npy", clip_disparity())
 
     # the command line: the exit code says that a video failed
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -91,28 +60,28 @@ def test_a_batch_writes_good_clips_reports_bad_ones_and_skips_finished_ones(tmp_
 
     # a second run skips the finished clips and reports the bad ones again, with their reasons
     before = (out / "good_a.mp4").stat().st_mtime_ns
-    summary = predict(_cfg(out, f"input={clips}"))
-    statuses = _statuses(summary)
+    summary = predict(predict_config(out, f"input={clips}"))
+    statuses = run_statuses(summary)
     assert statuses["good_a"][0] == statuses["good_b"][0] == "skipped"
     assert statuses["corrupt"][0] == "failed" and "corrupt.mp4" in statuses["corrupt"][1]
     assert statuses["short_disparity"][0] == "failed" and "4 frames" in statuses["short_disparity"][1]
     assert "6" in statuses["short_disparity"][1] and summary.exit_code == 1
     assert (out / "good_a.mp4").stat().st_mtime_ns == before
     # overwrite=true renders them again
-    again = predict(_cfg(out, f"input={clips / 'good_a.mp4'}", "overwrite=true"))
-    assert _statuses(again) == {"good_a": ("done", "")} and again.exit_code == 0
+    again = predict(predict_config(out, f"input={clips / 'good_a.mp4'}", "overwrite=true"))
+    assert run_statuses(again) == {"good_a": ("done", "")} and again.exit_code == 0
     assert (out / "good_a.mp4").stat().st_mtime_ns != before
 
 
 def test_output_keeps_frame_count_size_fps_and_audio(tmp_path):
-    clip = _clip(tmp_path, "talk", num_frames=7, fps=12, audio=True)
+    clip = write_clip(tmp_path, "talk", num_frames=7, fps=12, audio=True)
     out = tmp_path / "out"
-    summary = predict(_cfg(out, f"input={clip}", "focus.value=0.9", "k=24"))
+    summary = predict(predict_config(out, f"input={clip}", "focus.value=0.9", "k=24"))
     assert summary.exit_code == 0
     written = read_video(out / "talk.mp4")
     assert written.frames.shape == (7, 48, 64, 3) and written.fps == pytest.approx(12)
     assert has_audio(out / "talk.mp4")
-    sidecar = _sidecar(out, "talk")
+    sidecar = read_sidecar(out, "talk")
     assert sidecar["disp_focus"] == [pytest.approx(0.9)] * 7 and sidecar["k"] == [24.0] * 7
     assert sidecar["audio"] and sidecar["frames"] == 7 and sidecar["renderer"]["name"] == "classical"
     assert sidecar["versions"]["torch"] == metadata.version("torch")
@@ -120,8 +89,8 @@ def test_output_keeps_frame_count_size_fps_and_audio(tmp_path):
 
 
 def test_manifest_columns_set_focus_and_k_per_video(tmp_path):
-    _clip(tmp_path, "a", num_frames=8)
-    _clip(tmp_path, "b", num_frames=8, seed=3)
+    write_clip(tmp_path, "a", num_frames=8)
+    write_clip(tmp_path, "b", num_frames=8, seed=3)
     (tmp_path / "list.jsonl").write_text(
         json.dumps({"input": "a.mp4", "focus": {"value": 0.25}, "k": [{"frame": 0, "k": 4}, {"frame": 7, "k": 32}]})
         + "\n"
@@ -136,9 +105,11 @@ def test_manifest_columns_set_focus_and_k_per_video(tmp_path):
         + "\n"
     )
     out = tmp_path / "out"
-    summary = predict(_cfg(out, f"input={tmp_path / 'list.jsonl'}", "renderer=identity", "focus.point=[0.3,0.5]"))
+    summary = predict(
+        predict_config(out, f"input={tmp_path / 'list.jsonl'}", "renderer=identity", "focus.point=[0.3,0.5]")
+    )
     assert summary.exit_code == 0, summary.table()
-    a, b = _sidecar(out, "a"), _sidecar(out, "b_far")
+    a, b = read_sidecar(out, "a"), read_sidecar(out, "b_far")
     assert a["disp_focus"] == [pytest.approx(0.25)] * 8
     assert a["k"] == pytest.approx([4 + 4 * t for t in range(8)])
     assert b["k"] == [16.0] * 8  # the run's K
@@ -148,8 +119,8 @@ def test_manifest_columns_set_focus_and_k_per_video(tmp_path):
 
 
 def test_each_bad_setting_fails_its_video_with_the_file_and_reason(tmp_path):
-    _clip(tmp_path, "clip", num_frames=6)
-    np.save(tmp_path / "nan.npy", np.where(_disparity() > 2, np.nan, 1.0))
+    write_clip(tmp_path, "clip", num_frames=6)
+    np.save(tmp_path / "nan.npy", np.where(clip_disparity() > 2, np.nan, 1.0))
     (tmp_path / "no_masks").mkdir()
     rows = [
         {"name": "no_disparity", "input": "clip.mp4", "disparity": "missing.npy"},
@@ -162,8 +133,8 @@ def test_each_bad_setting_fails_its_video_with_the_file_and_reason(tmp_path):
     ]
     (tmp_path / "list.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "out"
-    summary = predict(_cfg(out, f"input={tmp_path / 'list.jsonl'}", "renderer=identity"))
-    statuses = _statuses(summary)
+    summary = predict(predict_config(out, f"input={tmp_path / 'list.jsonl'}", "renderer=identity"))
+    statuses = run_statuses(summary)
     assert statuses.pop("fine") == ("done", "") and summary.exit_code == 1
     assert all(status == "failed" for status, _ in statuses.values())
     assert "missing.npy" in statuses["no_disparity"][1]
@@ -179,8 +150,8 @@ def test_the_model_renderer_end_to_end_with_a_saved_tiny_model(tmp_path):
     from any2bokeh.models import AnyToBokeh
 
     AnyToBokeh.tiny(seed=0).save_pretrained(tmp_path / "tiny")
-    _clip(tmp_path, "long", num_frames=11)  # longer than the window
-    _clip(tmp_path, "short", num_frames=3, seed=4)
+    write_clip(tmp_path, "long", num_frames=11)  # longer than the window
+    write_clip(tmp_path, "short", num_frames=3, seed=4)
     out = tmp_path / "out"
     overrides = [
         "renderer=model",
@@ -191,17 +162,19 @@ def test_the_model_renderer_end_to_end_with_a_saved_tiny_model(tmp_path):
         "cpu_threads=1",
     ]
     summary = predict(
-        _cfg(out, f"input=[{tmp_path / 'long.mp4'},{tmp_path / 'short.mp4'}]", "focus.value=0.5", *overrides)
+        predict_config(out, f"input=[{tmp_path / 'long.mp4'},{tmp_path / 'short.mp4'}]", "focus.value=0.5", *overrides)
     )
     assert summary.exit_code == 0, summary.table()
     assert read_video(out / "long.mp4").frames.shape == (11, 48, 64, 3)
     assert read_video(out / "short.mp4").frames.shape == (3, 48, 64, 3)
-    renderer = _sidecar(out, "long")["renderer"]
+    renderer = read_sidecar(out, "long")["renderer"]
     assert renderer["name"] == "model" and renderer["window"] == 4 and renderer["path"] == str(tmp_path / "tiny")
 
     # missing weights fail every video with the path, and the run still ends with its summary
     missing = predict(
-        _cfg(tmp_path / "out2", f"input={tmp_path / 'short.mp4'}", *overrides[:1], "renderer.path=/no/weights")
+        predict_config(
+            tmp_path / "out2", f"input={tmp_path / 'short.mp4'}", *overrides[:1], "renderer.path=/no/weights"
+        )
     )
     (row,) = missing.rows
     assert row["status"] == "failed" and "/no/weights" in row["reason"] and missing.exit_code == 1
@@ -209,31 +182,33 @@ def test_the_model_renderer_end_to_end_with_a_saved_tiny_model(tmp_path):
 
 def test_unknown_keys_are_errors(tmp_path):
     with pytest.raises(ConfigCompositionException, match="focus.valu"):
-        _cfg(tmp_path, "focus.valu=0.3")
+        predict_config(tmp_path, "focus.valu=0.3")
     with pytest.raises(ValueError, match=r"unknown config key\(s\) \['foo'\]"):
-        predict(_cfg(tmp_path, "+foo=1"))
+        predict(predict_config(tmp_path, "+foo=1"))
     with pytest.raises(ValueError, match="renderer.path"):
-        predict(_cfg(tmp_path, "renderer=model"))
+        predict(predict_config(tmp_path, "renderer=model"))
 
 
 @pytest.mark.slow
 def test_two_processes_render_each_video_exactly_once(tmp_path):
     clips, out = tmp_path / "clips", tmp_path / "out"
     for index in range(3):
-        _clip(clips, f"clip{index}", num_frames=4, seed=index)
-    summary = predict(_cfg(out, f"input={clips}", "hardware=ddp_cpu2", "renderer=identity", "focus.value=0.5"))
+        write_clip(clips, f"clip{index}", num_frames=4, seed=index)
+    summary = predict(
+        predict_config(out, f"input={clips}", "hardware=ddp_cpu2", "renderer=identity", "focus.value=0.5")
+    )
     assert summary.exit_code == 0, summary.table()
     entries = [json.loads(line) for line in (out / "predict_log.jsonl").read_text().splitlines()]
     assert sorted(entry["name"] for entry in entries) == ["clip0", "clip1", "clip2"]
     assert {entry["rank"] for entry in entries} == {0, 1}
-    assert {_sidecar(out, f"clip{i}")["rank"] for i in range(3)} == {0, 1}
+    assert {read_sidecar(out, f"clip{i}")["rank"] for i in range(3)} == {0, 1}
 
 
 @pytest.mark.slow
 def test_no_input_renders_the_demo_clip_and_tracks_its_target(tmp_path):
-    summary = predict(_cfg(tmp_path, "cpu_threads=2"))
+    summary = predict(predict_config(tmp_path, "cpu_threads=2"))
     assert summary.exit_code == 0, summary.table()
-    sidecar = _sidecar(tmp_path, "demo")
+    sidecar = read_sidecar(tmp_path, "demo")
     truth = json.loads((tmp_path / "demo_input" / "demo.focus.json").read_text())["true_disp_focus"]
     assert np.abs(np.array(sidecar["disp_focus"]) - np.array(truth)).max() < 0.05
     assert read_video(tmp_path / "demo.mp4").frames.shape[0] == len(truth)
@@ -242,16 +217,16 @@ def test_no_input_renders_the_demo_clip_and_tracks_its_target(tmp_path):
 def test_a_depth_anything_folder_gives_the_disparity_when_no_file_does(tmp_path):
     save_tiny_depth_anything(tmp_path / "depth")
     clip = tmp_path / "clip.mp4"
-    write_mp4(clip, _frames(4), 10)  # no clip.disparity.npy beside it
+    write_mp4(clip, clip_frames(4), 10)  # no clip.disparity.npy beside it
     out = tmp_path / "out"
-    summary = predict(_cfg(out, f"input={clip}", f"depth_model={tmp_path / 'depth'}", "focus.value=0.5"))
+    summary = predict(predict_config(out, f"input={clip}", f"depth_model={tmp_path / 'depth'}", "focus.value=0.5"))
     assert summary.exit_code == 0, summary.table()
-    sidecar = _sidecar(out, "clip")
+    sidecar = read_sidecar(out, "clip")
     assert sidecar["disparity"] == f"depth_model {tmp_path / 'depth'}"
     # the maps were aligned frame to frame (depth_stabilize, on by default): the flicker before and after
     assert set(sidecar["depth_flicker"]) == {"before", "after"} and sidecar["depth_flicker"]["after"] >= 0
     unsteady = predict(
-        _cfg(
+        predict_config(
             tmp_path / "out4",
             f"input={clip}",
             f"depth_model={tmp_path / 'depth'}",
@@ -259,19 +234,19 @@ def test_a_depth_anything_folder_gives_the_disparity_when_no_file_does(tmp_path)
             "depth_stabilize=false",
         )
     )
-    assert unsteady.exit_code == 0 and _sidecar(tmp_path / "out4", "clip")["depth_flicker"] is None
+    assert unsteady.exit_code == 0 and read_sidecar(tmp_path / "out4", "clip")["depth_flicker"] is None
     # no disparity at all, or a depth folder without weights: the video fails, naming what is missing
-    missing = predict(_cfg(tmp_path / "out2", f"input={clip}"))
+    missing = predict(predict_config(tmp_path / "out2", f"input={clip}"))
     assert "no disparity for" in missing.rows[0]["reason"] and "clip.disparity.npy" in missing.rows[0]["reason"]
     (tmp_path / "empty").mkdir()
-    empty = predict(_cfg(tmp_path / "out3", f"input={clip}", f"depth_model={tmp_path / 'empty'}"))
+    empty = predict(predict_config(tmp_path / "out3", f"input={clip}", f"depth_model={tmp_path / 'empty'}"))
     assert empty.exit_code == 1 and str(tmp_path / "empty") in empty.rows[0]["reason"]
 
 
 def test_a_mask_folder_renders_the_subject_as_its_own_layer_unless_matte_is_off(tmp_path):
     from PIL import Image
 
-    clip = _clip(tmp_path, "masked", num_frames=6)
+    clip = write_clip(tmp_path, "masked", num_frames=6)
     masks = tmp_path / "masks"
     masks.mkdir()
     for t in range(6):
@@ -281,9 +256,9 @@ def test_a_mask_folder_renders_the_subject_as_its_own_layer_unless_matte_is_off(
     runs = {}
     for matte in ("true", "false"):
         out = tmp_path / f"out_{matte}"
-        summary = predict(_cfg(out, f"input={clip}", f"focus.mask={masks}", f"matte={matte}", "k=48"))
+        summary = predict(predict_config(out, f"input={clip}", f"focus.mask={masks}", f"matte={matte}", "k=48"))
         assert summary.exit_code == 0, summary.table()
-        runs[matte] = (_sidecar(out, "masked"), read_video(out / "masked.mp4").frames.astype(np.float64))
+        runs[matte] = (read_sidecar(out, "masked"), read_video(out / "masked.mp4").frames.astype(np.float64))
     assert runs["true"][0]["matte"] is True and runs["false"][0]["matte"] is False
     # the same d_f either way (the mask picks it); the renders differ around the subject
     assert runs["true"][0]["disp_focus"] == runs["false"][0]["disp_focus"]

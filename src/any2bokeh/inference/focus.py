@@ -147,16 +147,25 @@ def point_focus(
 ) -> torch.Tensor:
     """d_f [T]: the mean disparity of the subject tracked from `point` on `frame`."""
     track = track_subject(frames, _flat(disparity), point, frame, tracker)
-    curve = subject_focus(track.disparity, track.masks.float())
-    return smooth_curve(fill_gaps(curve, f"focus point {list(point)}"), smooth)
+    return subject_curve(track.disparity, track.masks.float(), f"focus point {list(point)}", smooth)
 
 
 def mask_focus(disparity, folder, object_id: int | None = None, smooth: int = 2) -> torch.Tensor:
     """d_f [T]: the mean disparity under each frame's mask."""
     disparity = _flat(disparity)
     weights = load_masks(folder, disparity.shape[0], tuple(disparity.shape[-2:]), object_id)
-    curve = subject_focus(disparity.float(), weights)
-    return smooth_curve(fill_gaps(curve, f"focus masks in {folder}"), smooth)
+    return subject_curve(disparity, weights, f"focus masks in {folder}", smooth)
+
+
+def subject_curve(disparity, weights, what: str = "focus", smooth: int = 2) -> torch.Tensor:
+    """d_f [T]: the mean disparity under per-frame subject weights [T, h, w] (resized to the disparity's size),
+    frames where the subject is absent filled from their neighbours, then smoothed; `what` names it in errors."""
+    disparity = _flat(disparity).float()
+    weights = _flat(torch.as_tensor(weights).float())
+    if tuple(weights.shape[-2:]) != tuple(disparity.shape[-2:]):
+        weights = F.interpolate(weights[:, None], size=tuple(disparity.shape[-2:]), mode="area")[:, 0]
+    curve = subject_focus(disparity, weights)
+    return smooth_curve(fill_gaps(curve, what), smooth)
 
 
 def focus_kind(spec: Mapping, what: str = "focus") -> str:

@@ -110,16 +110,20 @@ def read_image(path: Path, mode: str, max_size: int | None = None) -> torch.Tens
 # ---- writing ----
 
 
-def check_frames(frames) -> np.ndarray:
+def check_frames(frames, grey: bool = False) -> np.ndarray:
+    """uint8 frames [T, H, W, 3] (or, with `grey`, also [T, H, W]) as a numpy array, or a ValueError."""
     frames = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-        raise ValueError(f"expected uint8 frames [T, H, W, 3] with T >= 1, got {frames.dtype} {frames.shape}")
+    shape_ok = (frames.ndim == 4 and frames.shape[-1] == 3) or (grey and frames.ndim == 3)
+    if frames.dtype != np.uint8 or not shape_ok or len(frames) == 0:
+        expected = "[T, H, W, 3] or [T, H, W]" if grey else "[T, H, W, 3]"
+        raise ValueError(f"expected uint8 frames {expected} with T >= 1, got {frames.dtype} {frames.shape}")
     return frames
 
 
 def write_png_frames(folder: str | Path, frames) -> Path:
-    """Write uint8 frames [T, H, W, 3] as folder/00000.png, 00001.png, ... (atomically, as a folder)."""
-    frames = check_frames(frames)
+    """Write uint8 frames [T, H, W, 3] (or grey [T, H, W]) as folder/00000.png, 00001.png, ... (atomically, as a
+    folder)."""
+    frames = check_frames(frames, grey=True)
     folder = Path(folder)
     with atomic_path(folder) as temporary:
         temporary.mkdir()

@@ -4,8 +4,8 @@
 list of these, or a manifest: a `.csv` with a header or a `.jsonl` of objects, one video per row. A
 manifest's `input` column names the video (relative paths start at the manifest's folder); its other
 columns override the run's settings for that row: `name`, `disparity`, `depth_model`, `k`,
-`focus.value`, `focus.point`, `focus.frame`, `focus.mask`, `focus.object_id`, `focus.keyframes`,
-`focus.transition` (in a .jsonl, `focus` may also be a nested object). CSV cells holding JSON
+`focus.value`, `focus.point`, `focus.frame`, `focus.mask`, `focus.object_id`, `focus.text`, `focus.box`,
+`focus.keyframes`, `focus.transition` (in a .jsonl, `focus` may also be a nested object). CSV cells holding JSON
 (`[0.3, 0.6]`, `[{"frame": 0, "k": 4}]`, numbers) are parsed as JSON.
 
 The authors' demo CSVs (`aif_folder,disp_folder,k`, with `k` a number or `change`) are read as they are:
@@ -29,8 +29,17 @@ from any2bokeh.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_visible, list_fr
 
 MANIFEST_SUFFIXES = {".csv", ".jsonl"}
 # focus keys that choose how d_f is made: a row that sets one replaces the run's choice
-FOCUS_KINDS = ("value", "point", "mask", "keyframes")
+FOCUS_KINDS = ("value", "point", "mask", "text", "box", "keyframes")
 FOCUS_KEYS = (*FOCUS_KINDS, "frame", "object_id", "transition")
+# the keys that go with each focus kind
+FOCUS_COMPANIONS = {
+    "value": (),
+    "point": ("frame",),
+    "mask": ("object_id",),
+    "text": (),
+    "box": ("frame",),
+    "keyframes": ("transition",),
+}
 SETTING_KEYS = ("disparity", "depth_model", "k")
 MANIFEST_KEYS = {"input", "name", *SETTING_KEYS, *(f"focus.{key}" for key in FOCUS_KEYS)}
 # the authors' demo CSV columns -> ours
@@ -237,3 +246,17 @@ def sibling_disparity(video: str | os.PathLike) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def focus_spec(focus: dict[str, Any]) -> dict[str, Any]:
+    """The focus setting reduced to what its kind uses (`FOCUS_COMPANIONS`: `frame` goes with a point or a box,
+    `object_id` with a mask, `transition` with keyframes); no kind at all means the subject under the centre of frame
+    `frame`. Two kinds at once are an error."""
+    focus = {key: value for key, value in focus.items() if value is not None}
+    kinds = [kind for kind in FOCUS_COMPANIONS if kind in focus]
+    if not kinds:
+        return {"point": [0.5, 0.5], "frame": focus.get("frame", 0)}
+    if len(kinds) > 1:
+        raise ValueError(f"focus must set exactly one of {list(FOCUS_KINDS)}, got {kinds}: {focus}")
+    keep = {kinds[0], *FOCUS_COMPANIONS[kinds[0]]}
+    return {key: value for key, value in focus.items() if key in keep}

@@ -13,7 +13,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from any2bokeh.prediction.jobs import FOCUS_KEYS, VideoJob, list_jobs
+from any2bokeh.prediction.jobs import FOCUS_KEYS, FOCUS_KINDS, VideoJob, list_jobs
 from any2bokeh.prediction.writer import VideoWriter, is_done, read_log
 from any2bokeh.utils.threads import torch_threads
 
@@ -60,6 +60,8 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
         "depth_model": cfg.depth_model,
         "depth_stabilize": cfg.depth_stabilize,
         "matte": cfg.matte,
+        "segmenter": cfg.segmenter,
+        "save_masks": cfg.save_masks,
         "k": OmegaConf.to_container(cfg.k, resolve=True) if OmegaConf.is_config(cfg.k) else cfg.k,
         "focus": OmegaConf.to_container(cfg.focus, resolve=True),
     }
@@ -71,7 +73,7 @@ def demo_jobs(cfg: DictConfig, settings: dict[str, Any]) -> list[VideoJob]:
 
     video, point = write_demo_clip(Path(cfg.output_dir) / "demo_input")
     focus = settings["focus"]
-    if all(focus.get(kind) is None for kind in ("value", "point", "mask", "keyframes")):
+    if all(focus.get(kind) is None for kind in FOCUS_KINDS):
         focus["point"] = point
     log.info(f"No input given: rendering the demo clip {video}")
     return [VideoJob(name=DEMO_NAME, input=os.fspath(video), settings=settings, origin="demo")]
@@ -89,6 +91,8 @@ CONFIG_KEYS = {
     "depth_model",
     "depth_stabilize",
     "matte",
+    "segmenter",
+    "save_masks",
     "focus",
     "k",
     "window",

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from any2bokeh.inference.renderers import Renderer
 from any2bokeh.inference.resolution import resize, working_size
-from any2bokeh.prediction.jobs import FOCUS_KINDS, VideoJob, sibling_disparity
+from any2bokeh.prediction.jobs import FOCUS_KINDS, VideoJob, focus_spec, sibling_disparity
+from any2bokeh.prediction.subject import Subject, find_subject, mask_pngs
 
 # focus is found at about this many pixels: d_f is a mean over the subject, and tracking is faster small
 FOCUS_AREA = 512 * 288
@@ -37,6 +38,8 @@ class RenderedVideo:
     disp_focus: Tensor
     k: Tensor
     record: dict[str, Any] = field(default_factory=dict)
+    #: the subject's masks uint8 [T, H, W] (0 / 255) to write beside the video (`save_masks`), or None
+    masks: np.ndarray | None = None
 
 
 @dataclass
@@ -102,34 +105,13 @@ def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tu
     return disparity.float().reshape(num_frames, 1, *disparity.shape[-2:]), origin, report
 
 
-def focus_spec(focus: dict[str, Any]) -> dict[str, Any]:
-    """The focus setting reduced to what its kind uses: `frame` goes with a point, `object_id` with a mask,
-    `transition` with keyframes; no kind at all means the subject under the centre of frame `frame`."""
-    focus = {key: value for key, value in focus.items() if value is not None}
-    companions = {"point": ("frame",), "mask": ("object_id",), "keyframes": ("transition",), "value": ()}
-    kinds = [kind for kind in companions if kind in focus]
-    if not kinds:
-        return {"point": [0.5, 0.5], "frame": focus.get("frame", 0)}
-    keep = {key for kind in kinds for key in (kind, *companions[kind])}
-    return {key: value for key, value in focus.items() if key in keep}
-
-
-def job_matte(job: VideoJob, num_frames: int, size: tuple[int, int]) -> Tensor | None:
-    """The subject's masks [T, 1, h, w] when the focus is a mask folder and `matte` is on (the default), else None."""
-    from any2bokeh.inference.focus import load_masks
-
-    focus = focus_spec(job.settings.get("focus", {}))
-    if not job.settings.get("matte", True) or "mask" not in focus:
-        return None
-    with _naming(str(focus["mask"])):
-        return load_masks(focus["mask"], num_frames, size, focus.get("object_id"))[:, None]
-
-
-def job_curves(job: VideoJob, frames: Tensor, disparity: Tensor) -> tuple[Tensor, Tensor]:
+def job_curves(
+    job: VideoJob, frames: Tensor, disparity: Tensor, subject: Subject | None = None
+) -> tuple[Tensor, Tensor]:
     """d_f [T] and K [T] of a video from its focus and k settings; frames float [T, 3, h, w] in [0, 1].
 
-    A disparity folder whose file names carry `_zf_<d_f>` (`_k_<K>`) gives d_f when no focus is set and K
-    when `k` is null or "names" (`frame_names`).
+    A found `subject` gives d_f (`find_subject`). A disparity folder whose file names carry `_zf_<d_f>` (`_k_<K>`)
+    gives d_f when no focus is set and K when `k` is null or "names" (`frame_names`).
     """
     from any2bokeh.inference.keyframes import k_curve, resolve_focus
     from any2bokeh.prediction.frame_names import named_curves, normalised_focus
@@ -140,12 +122,10 @@ def job_curves(job: VideoJob, frames: Tensor, disparity: Tensor) -> tuple[Tensor
     named = named_curves(job.settings.get("disparity"))
     if named is not None and len(named.files) != num_frames:
         raise ValueError(f"{job.settings['disparity']} names {len(named.files)} frames, the video has {num_frames}")
-    if (
-        named is not None
-        and named.disp_focus is not None
-        and not any(focus.get(kind) is not None for kind in FOCUS_KINDS)
-    ):
+    if _named_focus(job):
         disp_focus = normalised_focus(named, job.settings["disparity"])
+    elif subject is not None:
+        disp_focus = subject.disp_focus
     else:
         disp_focus = resolve_focus(focus_spec(focus), disparity, frames)
     if k_setting in (None, "names") and named is not None and named.k is not None:
@@ -155,6 +135,17 @@ def job_curves(job: VideoJob, frames: Tensor, disparity: Tensor) -> tuple[Tensor
     else:
         k = k_curve(16 if k_setting is None else k_setting, num_frames)
     return disp_focus.float(), k.float()
+
+
+def _named_focus(job: VideoJob) -> bool:
+    """d_f comes from the disparity's `_zf_` file names: they carry it and the run sets no focus."""
+    from any2bokeh.prediction.frame_names import named_curves
+
+    focus = job.settings.get("focus", {})
+    if any(focus.get(kind) is not None for kind in FOCUS_KINDS):
+        return False
+    named = named_curves(job.settings.get("disparity"))
+    return named is not None and named.disp_focus is not None
 
 
 def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> RenderedVideo:
@@ -180,10 +171,14 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
     # the curves are found on a small copy: d_f is a mean over the subject
     small = working_size(height, width, FOCUS_AREA, upscale=False)
     small_frames = resize(frames.permute(0, 3, 1, 2).float() / 255, small).clamp(0, 1)
-    disp_focus, k = job_curves(job, small_frames, resize(disparity, small).clamp(0, 1))
+    small_disparity = resize(disparity, small).clamp(0, 1)
+    subject = None
+    if not _named_focus(job):
+        subject = find_subject(job.settings, video.frames, small_frames, small_disparity, disparity.shape[-2:], device)
+    disp_focus, k = job_curves(job, small_frames, small_disparity, subject)
     lap("focus")
-    matte = job_matte(job, num_frames, tuple(disparity.shape[-2:])) if renderer.supports_matte else None
-    lap("matte")
+    matte = subject.masks if subject is not None and job.settings.get("matte", True) else None
+    matte = matte if renderer.supports_matte else None
     bar = _ProgressBar(job.name) if progress else None
     rendered = renderer(
         frames.permute(0, 3, 1, 2), disparity, disp_focus, k, progress=bar.report if bar else None, matte=matte
@@ -203,12 +198,15 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
         "settings": job.settings,
         "focus": focus_spec(job.settings.get("focus", {})),
         "renderer": renderer.info(),
+        "subject": None if subject is None else subject.source,
         "matte": matte is not None,
         "disp_focus": [round(float(v), 6) for v in disp_focus],
         "k": [round(float(v), 6) for v in k],
         "timings": timings,
     }
-    return RenderedVideo(job, rendered.permute(0, 2, 3, 1).contiguous().numpy(), video.fps, disp_focus, k, record)
+    masks = mask_pngs(subject.masks, height, width) if subject is not None and job.settings.get("save_masks") else None
+    output = rendered.permute(0, 2, 3, 1).contiguous().numpy()
+    return RenderedVideo(job, output, video.fps, disp_focus, k, record, masks)
 
 
 class _ProgressBar:

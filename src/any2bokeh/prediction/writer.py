@@ -95,6 +95,9 @@ def write_result(
             write_mp4(video, result.frames, result.fps, audio_from=audio)
             if save_frames:
                 write_png_frames(Path(output_dir) / f"{job.name}_frames", result.frames)
+            masks = None
+            if result.masks is not None:
+                masks = write_png_frames(Path(output_dir) / f"{job.name}_masks", result.masks)
             timings = dict(result.record.get("timings", {}), write=round(time.perf_counter() - start, 4))
             total = sum(timings.values())
             num_frames = result.frames.shape[0]
@@ -103,6 +106,7 @@ def write_result(
                 "name": job.name,
                 "output": str(video),
                 "audio": audio is not None,
+                "masks": None if masks is None else str(masks),
                 "timings": {**timings, "total": round(total, 4), "seconds_per_frame": round(total / num_frames, 4)},
                 "run": run,
                 "rank": rank,
