@@ -8,7 +8,9 @@ The stage-1 module of `conf/stage/stage1.yaml` trains the whole UNet with AdamW 
 checkpointing, as one GPU of the paper's runs does (§4). Steps after the first are timed (the first
 includes CUDA's warm-up); the peak is `torch.cuda.max_memory_allocated` over all steps. The second step runs
 under `torch.utils.flop_counter` (and is left out of the timing): its FLOPs over the time per step give the
-step's TFLOP/s. `--checkpointing all,deep,none` runs each gradient-checkpointing level in turn.
+step's TFLOP/s. `--checkpointing all,deep,none` runs each gradient-checkpointing level in turn; `--frozen-cast on,off`
+runs each with the frozen VAE and CLIP held in bf16 for the fit (`any2bokeh.stages.frozen_cast`, the default) and
+without (autocast casting their float32 weights at every call), side by side.
 """
 
 from __future__ import annotations
@@ -61,7 +63,15 @@ class StepTimer(L.Callback):
 
 
 def train_steps(
-    device: str, tiny: bool, height: int, width: int, frames: int, steps: int, precision: str, levels: str = "all"
+    device: str,
+    tiny: bool,
+    height: int,
+    width: int,
+    frames: int,
+    steps: int,
+    precision: str,
+    levels: str = "all",
+    cast_frozen: bool = True,
 ) -> dict:
     """Run `steps` stage-1 steps; returns the timings, the peak memory and the setting."""
     overrides = [
@@ -84,6 +94,7 @@ def train_steps(
     net._set_dtype_and_checkpointing(None, levels)
     datamodule = hydra.utils.instantiate(cfg.data)
     module = hydra.utils.instantiate(cfg.module, net=net)
+    module.cast_frozen = cast_frozen
     timer = StepTimer()
     trainer = L.Trainer(
         accelerator="gpu" if device.startswith("cuda") else "cpu",
@@ -115,6 +126,7 @@ def train_steps(
         "first_step": timer.seconds[0],
         "peak_gib": peak,
         "checkpointing": levels,
+        "frozen_cast": "on" if cast_frozen else "off",
         "tflops": timer.flops / (sum(timed) / len(timed)) / 1e12 if timer.flops else None,
     }
 
@@ -126,15 +138,15 @@ def format_table(results: list[dict]) -> str:
         f"Stage 1 training step, {first['model']}, {first['size']}, {first['frames']} frames, batch 1, "
         f"{first['precision']}; {device}, torch {torch.__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
-        "| gradient checkpointing | trainable params (M) | s / step (after the first) | first step (s) | TFLOP/s | "
-        "peak memory (GiB) |",
-        "|---|---|---|---|---|---|",
+        "| gradient checkpointing | frozen VAE + CLIP in bf16 | trainable params (M) | s / step (after the first) | "
+        "first step (s) | TFLOP/s | peak memory (GiB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for result in results:
         peak = "n/a (CPU)" if result["peak_gib"] is None else f"{result['peak_gib']:.1f}"
         tflops = "n/a" if result["tflops"] is None else f"{result['tflops']:.3g}"
         lines.append(
-            f"| {result['checkpointing']} | {result['trainable_m']:,.1f} | {result['seconds_per_step']:.2f} | "
+            f"| {result['checkpointing']} | {result['frozen_cast']} | {result['trainable_m']:,.1f} | {result['seconds_per_step']:.2f} | "
             f"{result['first_step']:.2f} | {tflops} | {peak} |"
         )
     return "\n".join(lines)
@@ -149,6 +161,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--steps", type=int, default=4, help="steps per run: one warm-up, one counted, the rest timed")
     parser.add_argument("--checkpointing", default="all", help="comma-separated levels: all, deep, none")
+    parser.add_argument("--frozen-cast", default="on", help="comma-separated: on, off (side by side)")
     parser.add_argument("--precision", default=None, help="default: bf16-mixed on a GPU, 32-true on the CPU")
     args = parser.parse_args()
     if not args.tiny and not args.device.startswith("cuda"):
@@ -156,11 +169,13 @@ def main() -> None:
     precision = args.precision or ("bf16-mixed" if args.device.startswith("cuda") else "32-true")
     results = []
     for levels in args.checkpointing.split(","):
-        results.append(
-            train_steps(args.device, args.tiny, args.height, args.width, args.frames, args.steps, precision, levels)
-        )
-        if args.device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        for cast in args.frozen_cast.split(","):
+            if cast not in ("on", "off"):
+                sys.exit(f"--frozen-cast takes on and off, got {cast!r}")
+            sizes = (args.height, args.width, args.frames, args.steps)
+            results.append(train_steps(args.device, args.tiny, *sizes, precision, levels, cast == "on"))
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
     print(format_table(results))
 
 

@@ -80,6 +80,8 @@ class BokehModule(LightningModule):
 
     #: Stages 2 and 3 refine an already trained model; starting them from a bare SVD is a mistake.
     needs_trained_start: ClassVar[bool] = False
+    #: under a mixed precision, hold the frozen VAE and CLIP in its half dtype during a fit (`frozen_cast`)
+    cast_frozen: bool = True
 
     def __init__(
         self,
@@ -123,7 +125,8 @@ class BokehModule(LightningModule):
         # Lightning does not call train() when fitting starts; this applies the frozen parts' eval mode
         self.train()
         # the frozen VAE and CLIP in the run's half precision, cast once (`frozen_cast`)
-        self._kept_float32 = hold_in_half(self.net, half_dtype(self.trainer.precision))
+        half = half_dtype(self.trainer.precision) if self.cast_frozen else None
+        self._kept_float32 = hold_in_half(self.net, half)
         # the size the network learns at, saved with it: the model renderer's default working size
         datamodule = getattr(self.trainer, "datamodule", None)
         options = getattr(self.net, "options", None)
