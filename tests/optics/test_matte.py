@@ -3,7 +3,7 @@
 import torch
 
 from any2bokeh.inference.renderers import ClassicalRenderer
-from any2bokeh.optics.matte import fill_behind, refine_matte, render_with_matte
+from any2bokeh.optics.matte import fill_behind, fill_behind_far, refine_matte, render_with_matte
 
 
 def test_the_refined_matte_moves_to_the_frames_edge():
@@ -26,6 +26,41 @@ def test_fill_behind_keeps_known_pixels_and_fills_holes_from_around_them():
     filled = fill_behind(values, known)
     torch.testing.assert_close(filled[..., :8, :], values[..., :8, :])
     assert float(filled[..., 8:16, 8:16].max()) <= float(values[..., known[0, 0] > 0].max())
+
+
+def test_the_disparity_behind_the_subject_is_the_far_side_of_its_surroundings():
+    disparity = torch.full((1, 1, 24, 24), 0.1)  # the far background
+    disparity[..., :, :8] = 0.7  # a nearer object left of the subject
+    known = torch.ones(1, 1, 24, 24)
+    known[..., 6:18, 8:16] = 0  # the subject's hole touches both
+    far = fill_behind_far(disparity, known)
+    torch.testing.assert_close(far[known > 0], disparity[known > 0])
+    # the hole takes the background's disparity, never a mix with the nearer object's (the push-pull's average)
+    torch.testing.assert_close(far[known == 0], torch.full((96,), 0.1))
+    assert float(fill_behind(disparity, known)[known == 0].max()) > 0.15
+
+
+def test_a_nearer_objects_blur_spreads_over_the_subject():
+    """The subject behind a nearer, out-of-focus bar: the bar's blur covers its edge, as the lens shows it."""
+    frame = torch.full((1, 3, 48, 48), 0.5)
+    frame[..., 16:32, 12:32] = 0.0  # a black subject, on the focal plane
+    frame[..., :, 32:36] = 1.0  # a white bar in front of it, out of focus
+    disparity = torch.full((1, 1, 48, 48), 0.1)
+    disparity[..., 16:32, 12:32] = 0.5
+    disparity[..., :, 32:36] = 0.9
+    mask = torch.zeros(1, 1, 48, 48)
+    mask[..., 16:32, 12:32] = 1.0
+    renderer = ClassicalRenderer(area=48 * 48)
+    args = (frame, disparity, torch.tensor([0.5]), torch.tensor([12.0 * 1024 / 48]))
+    plain, matted = renderer(*args), renderer(*args, matte=mask)
+    edge = (slice(None), slice(None), slice(20, 28), slice(28, 32))  # the subject's pixels next to the bar
+    inner = (slice(None), slice(None), slice(20, 28), slice(14, 20))  # far from it
+    # the bar's white spreads over the subject's edge with the matte (without the spill it would stay black), at
+    # least half as much as without the matte (the matte's dilated pixel next to the bar does not spread)
+    spread = matted[edge].mean(dim=(0, 1, 2))  # by column, towards the bar
+    assert float(spread[-1]) > 0.2 and bool((spread[1:] > spread[:-1]).all())
+    assert float(matted[edge].mean()) > 0.5 * float(plain[edge].mean())
+    assert float(matted[inner].abs().max()) < 1e-3  # the rest of the subject stays as it is
 
 
 def _red_subject(size=48):

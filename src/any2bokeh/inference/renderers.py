@@ -227,11 +227,14 @@ class ClassicalRenderer(Renderer):
                 rendered = self.render_working(work, work_disp, d_f, k_work)
             else:
                 subject = resize(matte[chunk].to(device), size).clamp(0, 1)
+                # in front of the focal plane by more than half a pixel of blur: its blur spreads over the subject
+                near = ((work_disp - d_f.view(-1, 1, 1, 1)) * k_work.view(-1, 1, 1, 1) > 0.5).float()
                 rendered, alpha = render_with_matte(
                     lambda images, disp_map: self.render_working(images, disp_map, d_f, k_work),
                     work,
                     work_disp,
                     subject,
+                    near=near,
                 )
                 # the subject keeps its native detail: no blur radius under the refined matte
                 radius = radius * (1 - resize(alpha, (height, width)).clamp(0, 1))
