@@ -21,8 +21,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from any2bokeh.data import TestSetDataset
 from any2bokeh.data.testset import main as export_command
 from any2bokeh.evaluation import evaluate
+from tests.helpers.davis_files import write_davis
 from tests.helpers.eval_configs import evaluate_config
-from tests.helpers.video_files import write_frame_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 # 4 videos x 9 frames at 256x144, as the issue asks
@@ -244,25 +244,6 @@ def test_a_saved_model_is_evaluated_through_the_predict_path(tmp_path, testset):
     (cache,) = (tmp_path / "evaluate" / "cache").iterdir()
     assert cache.name.startswith("tiny-")
     assert json.loads((cache / "signature.json").read_text())["renderer"]["path"] == str(tmp_path / "tiny")
-
-
-def write_davis(root: Path, sequences: dict[str, int], size=(96, 128)) -> None:
-    """DAVIS-layout sequences: textured JPEG frames, palette annotations (object 1 a square, object 2 a bar)."""
-    height, width = size
-    rng = np.random.default_rng(0)
-    palette = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 * 3 - 9)
-    for name, frames in sequences.items():
-        texture = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
-        write_frame_folder(root / "JPEGImages" / "480p" / name, texture, ext="jpg")
-        annotations = root / "Annotations" / "480p" / name
-        annotations.mkdir(parents=True)
-        for t in range(frames):
-            label = np.zeros((height, width), np.uint8)
-            label[20:60, 30 + t : 70 + t] = 1
-            label[70:90, :] = 2
-            image = Image.fromarray(label, mode="P")
-            image.putpalette(palette)
-            image.save(annotations / f"{t:05d}.png")
 
 
 @pytest.mark.slow
