@@ -127,3 +127,26 @@ def test_focus_settings_are_checked():
     # Unset keys (None, as a config leaves them) do not count.
     single = resolve_focus({"value": 0.3, "point": None, "keyframes": None}, FLAT)
     torch.testing.assert_close(single, torch.full((20,), 0.3))
+
+
+def test_a_rack_focus_between_two_subjects_a_segmenter_finds():
+    """Text and box keyframes get their subjects' masks from `segment` (a stand-in for SAM here)."""
+    disparity = torch.full((12, 8, 8), 0.1)
+    disparity[:, :4] = 0.8  # the man: the top half
+    disparity[:, 4:, :2] = 0.4  # the dog: the bottom-left corner
+    regions = {"the man": (slice(None), slice(0, 4)), "box": (slice(None), slice(4, 8), slice(0, 2))}
+    asked = []
+
+    def segment(spec):
+        asked.append(dict(spec))
+        masks = torch.zeros(12, 8, 8)
+        masks[regions["the man" if "text" in spec else "box"]] = 1.0
+        return masks
+
+    keyframes = [{"frame": 0, "text": "the man"}, {"frame": 8, "box": [0.0, 0.5, 0.25, 1.0]}]
+    curve = resolve_focus({"keyframes": keyframes, "transition": 4}, disparity, segment=segment, smooth=0)
+    torch.testing.assert_close(curve[:4], torch.full((4,), 0.8))
+    torch.testing.assert_close(curve[8:], torch.full((4,), 0.4))
+    assert asked == [{"text": "the man"}, {"box": [0.0, 0.5, 0.25, 1.0], "frame": 8}]
+    with pytest.raises(ValueError, match=r"focus keyframe 0 \(frame 0\): focus.text needs segmenter="):
+        resolve_focus({"keyframes": keyframes}, disparity)

@@ -115,3 +115,20 @@ def test_a_segmenter_tracks_text_or_a_point_loaded_once_per_run_and_saves_its_ma
                 assert first.size == (64, 48) and set(np.unique(np.asarray(first))) <= {0, 255}
     # each segmenter folder was loaded once for both videos of its run
     assert [str(args[0]) for args in loads] == [str(runs["text"][0]), str(runs["point"][0])]
+
+
+def test_a_rack_focus_from_a_value_to_a_subject_the_segmenter_finds(tmp_path):
+    from tests.helpers.sam_files import write_tiny_sam2_video
+
+    clip = write_clip(tmp_path, "clip")
+    sam2 = write_tiny_sam2_video(tmp_path / "sam2")
+    keyframes = "focus.keyframes=[{frame:0,value:0.0},{frame:5,box:[0.25,0.25,0.5,0.75]}]"
+    summary = predict(
+        predict_config(tmp_path / "out", f"input={clip}", f"segmenter={sam2}", keyframes, "focus.transition=5")
+    )
+    assert summary.exit_code == 0, summary.table()
+    record = read_sidecar(tmp_path / "out", "clip")
+    # no single subject for a rack focus: no matte; d_f eases from 0 to the boxed subject's mean disparity
+    assert record["subject"] is None and record["matte"] is False
+    curve = record["disp_focus"]
+    assert curve[0] == 0.0 and curve[-1] > 0.05 and curve == sorted(curve)

@@ -7,6 +7,8 @@ formula the synthetic training data uses. One focus is a mapping with exactly on
     {"value": 0.4}                          d_f = 0.4 on every frame
     {"point": [x, y], "frame": 0}           the subject under (x, y) on that frame, tracked
     {"mask": "masks/", "object_id": 2}      per-frame masks: DAVIS palette PNGs or binary PNGs
+    {"text": "the dancer"}                  the subject a segmenter finds (`segment`, see `focus_curve`)
+    {"box": [x0, y0, x1, y1], "frame": 0}   the subject in the box on that frame, tracked by a segmenter
 
 Frames where the subject is absent (lost by the tracker, or an empty mask) take d_f
 interpolated from the neighbouring frames; a subject curve is then smoothed with a short
@@ -16,7 +18,7 @@ running median and mean so the focus does not breathe with the depth noise.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +29,14 @@ from PIL import Image
 from any2bokeh.data.disparity import subject_focus
 from any2bokeh.inference.tracking import TrackerConfig, track_subject
 
-FOCUS_KINDS = ("value", "point", "mask")
-FOCUS_KEYS = {"value": {"value"}, "point": {"point", "frame"}, "mask": {"mask", "object_id"}}
+FOCUS_KINDS = ("value", "point", "mask", "text", "box")
+FOCUS_KEYS = {
+    "value": {"value"},
+    "point": {"point", "frame"},
+    "mask": {"mask", "object_id"},
+    "text": {"text"},
+    "box": {"box", "frame"},
+}
 MASK_EXTENSIONS = (".png",)
 
 
@@ -187,17 +195,26 @@ def focus_curve(
     frames: torch.Tensor | None = None,
     smooth: int = 2,
     tracker: TrackerConfig | None = None,
+    segment: Callable[[Mapping], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The d_f curve [T] (float32, in [0, 1]) of one focus `spec` over a video.
 
     disparity: [T, H, W] or [T, 1, H, W], normalized over the clip; frames: [T, 3, H, W] in
-    [0, 1], needed by a point focus only.
+    [0, 1], needed by a point focus only. segment: the subject's masks [T, h, w] for a text, box or
+    point spec (a segmenter, `any2bokeh.inference.segmentation`); a text or box without it is an error,
+    a point without it goes to the weightless tracker.
     """
     kind = focus_kind(spec)
     num_frames = _flat(disparity).shape[0]
     if kind == "value":
         return torch.full((num_frames,), check_focus_value(spec["value"]), dtype=torch.float32)
-    if kind == "point":
+    if kind in ("text", "box") or (kind == "point" and segment is not None):
+        if segment is None:
+            from any2bokeh.inference.segmentation import needs_segmenter
+
+            raise ValueError(needs_segmenter(kind))
+        curve = subject_curve(disparity, segment(spec), f"focus.{kind} {spec[kind]!r}", smooth)
+    elif kind == "point":
         if frames is None:
             raise ValueError("a focus point needs the video's frames to track the subject")
         curve = point_focus(frames, disparity, spec["point"], spec.get("frame", 0), smooth, tracker)

@@ -23,7 +23,7 @@ keyframes and held before the first and after the last.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -105,11 +105,13 @@ def focus_keyframes(
     ease: str = "smoothstep",
     smooth: int = 2,
     tracker: TrackerConfig | None = None,
+    segment: Callable[[Mapping], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The d_f curve [T] (float32, in [0, 1]) of a rack focus (see the module docstring).
 
     disparity: [T, H, W] or [T, 1, H, W], normalized over the clip; frames: [T, 3, H, W] in
-    [0, 1], needed only when a keyframe is a point.
+    [0, 1], needed only when a keyframe is a point; segment: the masks of a text, box or point keyframe's
+    subject (`focus_curve`).
     """
     num_frames = disparity.shape[0]
     if isinstance(transition, bool) or not isinstance(transition, int) or transition < 0:
@@ -123,10 +125,10 @@ def focus_keyframes(
     curves = []
     for keyframe, frame, name in zip(keyframes, at, names):
         spec = {key: value for key, value in keyframe.items() if key != "frame"}
-        if "point" in spec:
-            spec["frame"] = frame  # a point is picked on its keyframe's frame
+        if "point" in spec or "box" in spec:
+            spec["frame"] = frame  # a point or a box is picked on its keyframe's frame
         try:
-            curves.append(focus_curve(spec, disparity, frames, smooth, tracker).double())
+            curves.append(focus_curve(spec, disparity, frames, smooth, tracker, segment).double())
         except (ValueError, FileNotFoundError) as error:
             raise type(error)(f"{name}: {error}") from None
     out = curves[0].clone()
@@ -146,12 +148,14 @@ def resolve_focus(
     frames: torch.Tensor | None = None,
     smooth: int = 2,
     tracker: TrackerConfig | None = None,
+    segment: Callable[[Mapping], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The d_f curve [T] of a `focus` setting: one kind (value, point + frame, mask + object_id)
-    or `keyframes` with an optional `transition` (frames) and `ease`; None values count as unset."""
+    """The d_f curve [T] of a `focus` setting: one kind (value, point + frame, mask + object_id, text, box +
+    frame) or `keyframes` with an optional `transition` (frames) and `ease`; None values count as unset.
+    `segment` gives the masks of a text, box or point subject (`focus_curve`)."""
     focus = {key: value for key, value in focus.items() if value is not None}
     if "keyframes" not in focus:
-        return focus_curve(focus, disparity, frames, smooth, tracker)
+        return focus_curve(focus, disparity, frames, smooth, tracker, segment)
     extra = set(focus) - {"keyframes", "transition", "ease"}
     if extra:
         raise ValueError(f"focus: with keyframes, set the focus inside each keyframe; got also {sorted(extra)}")
@@ -163,4 +167,5 @@ def resolve_focus(
         focus.get("ease", "smoothstep"),
         smooth,
         tracker,
+        segment,
     )

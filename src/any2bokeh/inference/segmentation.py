@@ -39,6 +39,14 @@ CHECKPOINTS = (
 )
 
 
+def needs_segmenter(kind: str) -> str:
+    """The error of a focus `kind` (text, box) given without a segmenter: what to download and set."""
+    return (
+        f"focus.{kind} needs segmenter=<a local SAM video model folder>: download {CHECKPOINTS} "
+        "(e.g. `huggingface-cli download facebook/sam3 --local-dir sam3`)"
+    )
+
+
 @dataclass(frozen=True)
 class Prompt:
     """What to segment: `text`, or a `point` [x, y] or a `box` [x0, y0, x1, y1] (in [0, 1]) on frame `frame`."""

@@ -52,7 +52,7 @@ def load_segmenter(folder: str, device: torch.device):
     return _SEGMENTERS[key]
 
 
-def segment(folder: str, frames: np.ndarray, focus: dict[str, Any], device: torch.device) -> Tensor:
+def segment_video(folder: str, frames: np.ndarray, focus: dict[str, Any], device: torch.device) -> Tensor:
     """The masks [T, h, w] of the subject `focus` names (text, box or point), by the segmenter in `folder`; frames:
     uint8 [T, H, W, 3], handed over at about SEGMENT_AREA pixels."""
     from any2bokeh.inference.segmentation import Prompt
@@ -86,13 +86,10 @@ def find_subject(
     elif any(kind in focus for kind in SEGMENTER_KINDS) or ("point" in focus and segmenter):
         kind = next(kind for kind in (*SEGMENTER_KINDS, "point") if kind in focus)
         if not segmenter:
-            from any2bokeh.inference.segmentation import CHECKPOINTS
+            from any2bokeh.inference.segmentation import needs_segmenter
 
-            raise ValueError(
-                f"focus.{kind} needs segmenter=<a local SAM video model folder>: download {CHECKPOINTS} "
-                "(e.g. `huggingface-cli download facebook/sam3 --local-dir sam3`)"
-            )
-        masks = resize(segment(segmenter, frames, focus, device)[:, None], tuple(size))[:, 0].clamp(0, 1)
+            raise ValueError(needs_segmenter(kind))
+        masks = resize(segment_video(segmenter, frames, focus, device)[:, None], tuple(size))[:, 0].clamp(0, 1)
         source, what = "segmenter", f"focus.{kind} {focus[kind]!r}"
     elif "point" in focus:
         track = track_subject(small_frames, small_disparity, focus["point"], focus.get("frame", 0))

@@ -22,7 +22,7 @@ from torch import Tensor
 from any2bokeh.inference.renderers import Renderer
 from any2bokeh.inference.resolution import resize, working_size
 from any2bokeh.prediction.jobs import FOCUS_KINDS, VideoJob, focus_spec, sibling_disparity
-from any2bokeh.prediction.subject import Subject, find_subject, mask_pngs
+from any2bokeh.prediction.subject import Subject, find_subject, mask_pngs, segment_video
 
 # focus is found at about this many pixels: d_f is a mean over the subject, and tracking is faster small
 FOCUS_AREA = 512 * 288
@@ -106,12 +106,13 @@ def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tu
 
 
 def job_curves(
-    job: VideoJob, frames: Tensor, disparity: Tensor, subject: Subject | None = None
+    job: VideoJob, frames: Tensor, disparity: Tensor, subject: Subject | None = None, segment=None
 ) -> tuple[Tensor, Tensor]:
     """d_f [T] and K [T] of a video from its focus and k settings; frames float [T, 3, h, w] in [0, 1].
 
-    A found `subject` gives d_f (`find_subject`). A disparity folder whose file names carry `_zf_<d_f>` (`_k_<K>`)
-    gives d_f when no focus is set and K when `k` is null or "names" (`frame_names`).
+    A found `subject` gives d_f (`find_subject`); `segment` finds the subjects of text, box and point keyframes
+    (`focus_curve`). A disparity folder whose file names carry `_zf_<d_f>` (`_k_<K>`) gives d_f when no focus is
+    set and K when `k` is null or "names" (`frame_names`).
     """
     from any2bokeh.inference.keyframes import k_curve, resolve_focus
     from any2bokeh.prediction.frame_names import named_curves, normalised_focus
@@ -127,7 +128,7 @@ def job_curves(
     elif subject is not None:
         disp_focus = subject.disp_focus
     else:
-        disp_focus = resolve_focus(focus_spec(focus), disparity, frames)
+        disp_focus = resolve_focus(focus_spec(focus), disparity, frames, segment=segment)
     if k_setting in (None, "names") and named is not None and named.k is not None:
         k = named.k.float()
     elif k_setting == "names":
@@ -175,7 +176,9 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
     subject = None
     if not _named_focus(job):
         subject = find_subject(job.settings, video.frames, small_frames, small_disparity, disparity.shape[-2:], device)
-    disp_focus, k = job_curves(job, small_frames, small_disparity, subject)
+    segmenter = job.settings.get("segmenter")
+    segment = (lambda spec: segment_video(segmenter, video.frames, spec, device)) if segmenter else None
+    disp_focus, k = job_curves(job, small_frames, small_disparity, subject, segment)
     lap("focus")
     matte = subject.masks if subject is not None and job.settings.get("matte", True) else None
     matte = matte if renderer.supports_matte else None
