@@ -7,8 +7,8 @@
 - `cudnn_benchmark` (default: on a GPU): cuDNN times its algorithms once per shape; a window's shapes repeat.
 - `sdpa_backend` (default: PyTorch's choice): the attention kernel, e.g. "efficient" for the VAE mid-block's
   single 512-wide head, which flash attention does not take.
-- `compile` (default off): `torch.compile` the UNet and the decoder (shapes are fixed per window); a failure
-  to compile falls back to eager with a one-line warning.
+- `compile` (default off): `torch.compile` the UNet, the VAE encoder (with its skips) and the decoder (shapes are
+  fixed per window); a failure to compile falls back to eager with a one-line warning.
 """
 
 from __future__ import annotations
@@ -100,5 +100,6 @@ def apply_speed_settings(model, settings: SpeedSettings, device: torch.device) -
     if settings.compile:
         # instance attributes shadow the methods; the modules and their parameter names are untouched
         model.unet.forward = EagerFallback(model.unet.forward, "the UNet")
+        model.vae.encode = EagerFallback(model.vae.encode, "the VAE encoder")
         model.vae.decode = EagerFallback(model.vae.decode, "the VAE decoder")
     return settings
