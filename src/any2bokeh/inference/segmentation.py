@@ -14,7 +14,7 @@ A subject is chosen on one frame and tracked through the whole clip, forwards an
 Points and boxes are in [0, 1] image coordinates, as `focus.point` is. The folder is a local copy in the hub's
 layout (`config.json`, `model.safetensors`, the processor's files); `Segmenter` loads it once and reads its kind
 from the config. Frames go through the processor in batches and are held on the CPU at the model's input size in
-the session's dtype (SAM 2 and 3 take 1024 x 1024: 6 MB a frame in bfloat16, 12 MB in float32), only the frame
+the session's dtype (SAM 2 takes 1024 x 1024, SAM 3 1008 x 1008: 6 MB a frame in bfloat16), only the frame
 being tracked moves to the device.
 """
 
@@ -32,6 +32,14 @@ from torch import Tensor
 # the config's model_type: SAM 3 takes text (and points and boxes through its tracker); SAM 2 points and boxes
 TEXT_TYPES = ("sam3_video", "sam3")
 VISUAL_TYPES = ("sam2_video", "sam2", "sam3_tracker_video")
+# each model_type's video model and processor in transformers
+VIDEO_CLASSES = {
+    "sam3_video": ("Sam3VideoModel", "Sam3VideoProcessor"),
+    "sam3": ("Sam3VideoModel", "Sam3VideoProcessor"),
+    "sam2_video": ("Sam2VideoModel", "Sam2VideoProcessor"),
+    "sam2": ("Sam2VideoModel", "Sam2VideoProcessor"),
+    "sam3_tracker_video": ("Sam3TrackerVideoModel", "Sam3TrackerVideoProcessor"),
+}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 CHECKPOINTS = (
     "text prompts: facebook/sam3 (848M parameters, 3.4 GB); point or box prompts: facebook/sam2.1-hiera-large "
@@ -112,7 +120,7 @@ class Segmenter:
     def __init__(
         self, folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, batch_size=16
     ):
-        from transformers import AutoModel, AutoProcessor
+        import transformers
 
         self.folder = Path(folder).expanduser()
         self.kind = model_type(self.folder)
@@ -121,8 +129,11 @@ class Segmenter:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        self.processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).to(self.device, self.dtype).eval()
+        # the video classes by name: an image-model config ("sam2", "sam3") loads into them as well
+        model_class, processor_class = (getattr(transformers, name) for name in VIDEO_CLASSES[self.kind])
+        self.processor = processor_class.from_pretrained(self.folder, local_files_only=True)
+        model = model_class.from_pretrained(self.folder, local_files_only=True)
+        self.model = model.to(self.device, self.dtype).eval()
         self._tracker: tuple | None = None
 
     @property
