@@ -52,9 +52,11 @@ def load_segmenter(folder: str, device: torch.device):
     return _SEGMENTERS[key]
 
 
-def segment_video(folder: str, frames: np.ndarray, focus: dict[str, Any], device: torch.device) -> Tensor:
+def segment_video(
+    folder: str, frames: np.ndarray, focus: dict[str, Any], device: torch.device, progress=None
+) -> Tensor:
     """The masks [T, h, w] of the subject `focus` names (text, box or point), by the segmenter in `folder`; frames:
-    uint8 [T, H, W, 3], handed over at about SEGMENT_AREA pixels."""
+    uint8 [T, H, W, 3], handed over at about SEGMENT_AREA pixels; `progress(done, total)` after each frame."""
     from any2bokeh.inference.segmentation import Prompt
 
     prompt = Prompt(text=focus.get("text"), point=focus.get("point"), box=focus.get("box"), frame=focus.get("frame", 0))
@@ -63,16 +65,22 @@ def segment_video(folder: str, frames: np.ndarray, focus: dict[str, Any], device
     if size != (height, width):
         small = resize(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size).round().clamp(0, 255)
         frames = small.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    return load_segmenter(folder, device)(frames, prompt)
+    return load_segmenter(folder, device)(frames, prompt, progress)
 
 
 def find_subject(
-    settings: dict[str, Any], frames: np.ndarray, small_frames: Tensor, small_disparity: Tensor, size, device
+    settings: dict[str, Any],
+    frames: np.ndarray,
+    small_frames: Tensor,
+    small_disparity: Tensor,
+    size,
+    device,
+    progress=None,
 ) -> Subject | None:
     """The subject of a video's `focus` setting (see the module docstring), or None for a value or keyframes.
 
     frames: uint8 [T, H, W, 3]; small_frames [T, 3, h', w'] and small_disparity [T, 1, h', w'], where d_f is
-    found; size: the (h, w) of the masks returned (the disparity's).
+    found; size: the (h, w) of the masks returned (the disparity's); progress: the segmenter's per-frame report.
     """
     from any2bokeh.inference.focus import load_masks, subject_curve
     from any2bokeh.inference.tracking import track_subject
@@ -89,7 +97,9 @@ def find_subject(
             from any2bokeh.inference.segmentation import needs_segmenter
 
             raise ValueError(needs_segmenter(kind))
-        masks = resize(segment_video(segmenter, frames, focus, device)[:, None], tuple(size))[:, 0].clamp(0, 1)
+        masks = resize(segment_video(segmenter, frames, focus, device, progress)[:, None], tuple(size))[:, 0].clamp(
+            0, 1
+        )
         source, what = "segmenter", f"focus.{kind} {focus[kind]!r}"
     elif "point" in focus:
         track = track_subject(small_frames, small_disparity, focus["point"], focus.get("frame", 0))

@@ -173,12 +173,17 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
     small = working_size(height, width, FOCUS_AREA, upscale=False)
     small_frames = resize(frames.permute(0, 3, 1, 2).float() / 255, small).clamp(0, 1)
     small_disparity = resize(disparity, small).clamp(0, 1)
+    segmenter = job.settings.get("segmenter")
+    segment_bar = _ProgressBar(f"{job.name}: segmenting", "frame") if progress and segmenter else None
+    report = segment_bar.report if segment_bar else None
     subject = None
     if not _named_focus(job):
-        subject = find_subject(job.settings, video.frames, small_frames, small_disparity, disparity.shape[-2:], device)
-    segmenter = job.settings.get("segmenter")
-    segment = (lambda spec: segment_video(segmenter, video.frames, spec, device)) if segmenter else None
+        size = disparity.shape[-2:]
+        subject = find_subject(job.settings, video.frames, small_frames, small_disparity, size, device, report)
+    segment = (lambda spec: segment_video(segmenter, video.frames, spec, device, report)) if segmenter else None
     disp_focus, k = job_curves(job, small_frames, small_disparity, subject, segment)
+    if segment_bar:
+        segment_bar.close()
     lap("focus")
     matte = subject.masks if subject is not None and job.settings.get("matte", True) else None
     matte = matte if renderer.supports_matte else None
@@ -213,12 +218,12 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
 
 
 class _ProgressBar:
-    """A tqdm bar of the render's steps (windows or frame chunks) for one video."""
+    """A tqdm bar of one video's render steps (windows or frame chunks) or segmented frames."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, unit: str = "step") -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(desc=name, unit="step", leave=False, position=1)
+        self.bar = tqdm(desc=name, unit=unit, leave=False, position=1)
 
     def report(self, done: int, total: int) -> None:
         self.bar.total = total
