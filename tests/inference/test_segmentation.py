@@ -97,3 +97,13 @@ def test_missing_files_and_other_models_give_clear_errors(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "depth_anything"}))
     with pytest.raises(ValueError, match="'depth_anything' model; expected a SAM 2 or SAM 3 video model"):
         model_type(folder)
+
+
+def test_a_concept_found_on_no_frame_is_an_error_naming_it(tmp_path):
+    folder = write_tiny_sam3_video(tmp_path / "sam3")
+    config = json.loads((folder / "config.json").read_text())
+    # no detection scores above 1: SAM 3 finds nothing
+    config.update(score_threshold_detection=1.1, new_det_thresh=1.1)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="finds no 'the unicorn' on any frame"):
+        Segmenter(folder)(clip(), Prompt(text="the unicorn"))
