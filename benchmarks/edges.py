@@ -13,6 +13,7 @@ against the layered ground truth (`render_layers` on the true layers):
 
     python benchmarks/edges.py                       # 8 scenes at 384x256, K = 24, the true soft matte
     python benchmarks/edges.py --binary              # the matte a user has: a binary mask
+    python benchmarks/edges.py --tracker             # the weightless tracker's region from a point on the subject
     python benchmarks/edges.py --scenes 16 --size 576x1024
 
 On real clips in the DAVIS layout (`--davis <root>`, with `--disparity <folder>` holding `<sequence>.npy` or a PNG
@@ -84,7 +85,23 @@ def score(case: dict, render: torch.Tensor) -> dict:
     )
 
 
-def run(scenes: int, height: int, width: int, K: float, binary: bool = False) -> dict:
+def tracker_matte(case: dict, disparity: torch.Tensor) -> torch.Tensor:
+    """The weightless tracker's region [1, 1, H, W] grown on the (perturbed) disparity from the subject's most
+    central pixel, as `predict.py` makes it from a focus point."""
+    from any2bokeh.inference.tracking import track_subject
+
+    mask = case["matte"][0, 0] > 0.5
+    inside = F.conv2d(mask[None, None].float(), torch.ones(1, 1, 9, 9), padding=4)[0, 0] * mask
+    row, col = divmod(int(inside.flatten().argmax()), mask.shape[1])
+    point = ((col + 0.5) / mask.shape[1], (row + 0.5) / mask.shape[0])
+    try:
+        track = track_subject(case["frame"], disparity[:, 0], point)
+    except ValueError:  # the point lies on no region of the disparity: predict.py fails such a video
+        return None
+    return F.interpolate(track.masks[:, None].float(), size=mask.shape, mode="bilinear", align_corners=False)
+
+
+def run(scenes: int, height: int, width: int, K: float, binary: bool = False, tracker: bool = False) -> dict:
     renderer = ClassicalRenderer(area=height * width)
     results = {(mode, matte): [] for mode in MODES for matte in (False, True)}
     for seed in range(scenes):
@@ -93,8 +110,13 @@ def run(scenes: int, height: int, width: int, K: float, binary: bool = False) ->
             generator = torch.Generator().manual_seed(seed)
             disparity = perturb_disparity(case["disparity"], mode, generator, (case["matte"] > 0.5).float())
             args = (case["frame"], disparity, torch.tensor([case["d_f"]]), torch.tensor([case["k"]]))
-            for matte in (False, True):
+            if tracker:
+                given = tracker_matte(case, disparity)
+                if given is None:
+                    continue  # no region to compare with: the scene is left out of this mode
+            else:
                 given = (case["matte"] > 0.5).float() if binary else case["matte"]
+            for matte in (False, True):
                 render = renderer(*args, matte=given if matte else None)
                 results[(mode, matte)].append(score(case, render))
     return results
@@ -157,10 +179,15 @@ def format_table(results: dict) -> str:
         "| mode | matte | VEPI | PSNR (dB) | subject detail | background detail |",
         "|---|---|---|---|---|---|",
     ]
+    most = max(len(rows) for rows in results.values())
     for (mode, matte), rows in results.items():
+        if not rows:
+            continue
         mean = {key: statistics.mean(row[key] for row in rows) for key in rows[0]}
+        # a mode where the tracker found no region on some scenes: how many it holds
+        name = mode if len(rows) == most else f"{mode} ({len(rows)} of {most} scenes)"
         lines.append(
-            f"| {mode} | {'on' if matte else 'off'} | {mean['vepi']:.3f} | {mean['psnr']:.2f} | "
+            f"| {name} | {'on' if matte else 'off'} | {mean['vepi']:.3f} | {mean['psnr']:.2f} | "
             f"{mean['subject']:.3f} | {mean['background']:.3f} |"
         )
     return "\n".join(lines)
@@ -172,6 +199,7 @@ def main() -> None:
     parser.add_argument("--size", default="256x384", help="HxW")
     parser.add_argument("--K", type=float, default=24.0, help="blur in the paper's unit (pixels at 1024 px width)")
     parser.add_argument("--binary", action="store_true", help="give the renderer the mask alpha > 0.5, as a user's is")
+    parser.add_argument("--tracker", action="store_true", help="the matte: the tracker's region from a point")
     parser.add_argument("--davis", help="a DAVIS-layout root: score real clips instead of synthetic scenes")
     parser.add_argument("--disparity", help="with --davis: the folder of <sequence>.npy (or PNG folders)")
     parser.add_argument("--sequences", help="with --davis: comma-separated sequence names (default: all)")
@@ -190,10 +218,11 @@ def main() -> None:
         return
     height, width = (int(v) for v in args.size.split("x"))
     given = "binary masks (alpha > 0.5)" if args.binary else "the true soft alpha"
+    given = "the tracker's region from a point on the subject" if args.tracker else given
     print(
         f"{args.scenes} scenes at {width}x{height}, K = {args.K}, matte: {given}; {platform.machine()}, torch {torch.__version__}"
     )
-    print(format_table(run(args.scenes, height, width, args.K, args.binary)))
+    print(format_table(run(args.scenes, height, width, args.K, args.binary, args.tracker)))
 
 
 if __name__ == "__main__":

@@ -12,14 +12,20 @@ from tests.helpers.predict_runs import clip_disparity, predict_config, read_side
 BLOCK = (slice(12, 36), slice(16, 32))
 
 
-def test_a_tracked_point_is_the_matte_and_its_masks_are_saved_as_pngs_focus_mask_reads_back(tmp_path):
+def test_a_tracked_points_region_is_saved_as_pngs_focus_mask_reads_back_and_is_the_matte_on_request(tmp_path):
     clip = write_clip(tmp_path, "clip")
     out = tmp_path / "out"
     point = "focus.point=[0.375,0.5]"  # the middle of the near block
     summary = predict(predict_config(out, f"input={clip}", point, "save_masks=true", "k=48"))
     assert summary.exit_code == 0, summary.table()
     record = read_sidecar(out, "clip")
-    assert record["subject"] == "tracker" and record["matte"] is True
+    # the tracker's region is the matte only when asked for (tracker_matte)
+    assert record["subject"] == "tracker" and record["matte"] is False
+    matted = tmp_path / "matted"
+    summary = predict(predict_config(matted, f"input={clip}", point, "tracker_matte=true", "k=48"))
+    assert summary.exit_code == 0, summary.table()
+    assert read_sidecar(matted, "clip")["matte"] is True
+    assert read_sidecar(matted, "clip")["disp_focus"] == record["disp_focus"]
     assert record["disp_focus"] == [pytest.approx(1.0, abs=1e-3)] * 6
     folder = out / "clip_masks"
     assert record["masks"] == str(folder) and len(list(folder.glob("*.png"))) == 6

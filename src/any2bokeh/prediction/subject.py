@@ -9,7 +9,8 @@ The focus setting names the subject in one of four ways, and each gives the subj
   disparity band carried by optical flow, `any2bokeh.inference.tracking`).
 
 The same masks give d_f (the mean disparity under them on each frame) and, with `matte` on, the classical renderer's
-matte; `save_masks=true` writes them beside the output. A focus by value or keyframes has no subject.
+matte (the tracker's region only with `tracker_matte`: it follows the disparity it was grown on, errors and all);
+`save_masks=true` writes them beside the output. A focus by value or keyframes has no subject.
 """
 
 from __future__ import annotations

@@ -186,6 +186,8 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
         segment_bar.close()
     lap("focus")
     matte = subject.masks if subject is not None and job.settings.get("matte", True) else None
+    if subject is not None and subject.source == "tracker" and not job.settings.get("tracker_matte", False):
+        matte = None  # the tracker's region follows the disparity it was grown on, errors and all
     matte = matte if renderer.supports_matte else None
     bar = _ProgressBar(job.name) if progress else None
     rendered = renderer(
