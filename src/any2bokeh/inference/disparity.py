@@ -29,6 +29,7 @@ from torch import Tensor
 
 from any2bokeh.data.disparity import normalize_disparity
 from any2bokeh.io import IMAGE_EXTENSIONS, list_frames, read_image_array, read_video
+from any2bokeh.utils.pretrained import check_model_folder
 
 
 class DisparityError(ValueError):
@@ -150,13 +151,6 @@ class DepthNetwork:
         batch_size: frames per forward pass.
     """
 
-    WEIGHT_FILES = (
-        "model.safetensors",
-        "pytorch_model.bin",
-        "model.safetensors.index.json",
-        "pytorch_model.bin.index.json",
-    )
-
     def __init__(
         self,
         folder: str | Path,
@@ -166,16 +160,7 @@ class DepthNetwork:
     ):
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        self.folder = Path(folder).expanduser()
-        if not self.folder.is_dir():
-            raise FileNotFoundError(f"depth model folder does not exist: {self.folder}")
-        for name in ("config.json", "preprocessor_config.json"):
-            if not (self.folder / name).is_file():
-                raise FileNotFoundError(f"depth model folder {self.folder} has no {name}")
-        if not any((self.folder / name).is_file() for name in self.WEIGHT_FILES):
-            raise FileNotFoundError(
-                f"depth model folder {self.folder} has no weights ({' or '.join(self.WEIGHT_FILES[:2])})"
-            )
+        self.folder = check_model_folder(folder, "depth model")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device, self.dtype, self.batch_size = torch.device(device), dtype or torch.float32, batch_size

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from any2bokeh.utils.pretrained import check_model_folder
+
 # the config's model_type: SAM 3 takes text (and points and boxes through its tracker); SAM 2 points and boxes
 TEXT_TYPES = ("sam3_video", "sam3")
 VISUAL_TYPES = ("sam2_video", "sam2", "sam3_tracker_video")
@@ -40,7 +42,6 @@ VIDEO_CLASSES = {
     "sam2": ("Sam2VideoModel", "Sam2VideoProcessor"),
     "sam3_tracker_video": ("Sam3TrackerVideoModel", "Sam3TrackerVideoProcessor"),
 }
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 CHECKPOINTS = (
     "text prompts: facebook/sam3 (848M parameters, 3.4 GB); point or box prompts: facebook/sam2.1-hiera-large "
     "(224M, 0.9 GB), -base-plus (81M), -small (46M) or -tiny (39M, 0.16 GB)"
@@ -89,17 +90,9 @@ class Prompt:
 
 def model_type(folder: str | Path) -> str:
     """The `model_type` of a segmenter folder, after checking that its files are there."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"segmenter folder does not exist: {folder} (download one of {CHECKPOINTS})")
-    config = folder / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"segmenter folder {folder} has no config.json")
-    if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise FileNotFoundError(f"segmenter folder {folder} has no weights ({' or '.join(WEIGHT_FILES[:1])})")
-    if not (folder / "processor_config.json").is_file() and not (folder / "preprocessor_config.json").is_file():
-        raise FileNotFoundError(f"segmenter folder {folder} has no processor files (processor_config.json)")
-    kind = json.loads(config.read_text()).get("model_type")
+    processor_files = ("processor_config.json", "preprocessor_config.json")
+    folder = check_model_folder(folder, "segmenter", processor_files, hint=f" (download one of {CHECKPOINTS})")
+    kind = json.loads((folder / "config.json").read_text()).get("model_type")
     if kind not in TEXT_TYPES + VISUAL_TYPES:
         raise ValueError(
             f"segmenter folder {folder} holds a {kind!r} model; expected a SAM 2 or SAM 3 video model ({CHECKPOINTS})"

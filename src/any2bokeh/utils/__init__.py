@@ -1,4 +1,5 @@
-"""What several runners share: CPU thread scoping, Hydra helpers, the shard sampler, atomic writes.
+"""What several runners share: CPU thread scoping, Hydra helpers, the shard sampler, atomic writes, model folder
+checks.
 
 Imports nothing else of the package.
 """
