@@ -25,21 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from any2bokeh.inference.focus import FOCUS_KEYS as CURVE_KEYS
+from any2bokeh.inference.focus import FOCUS_KINDS as CURVE_KINDS
 from any2bokeh.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_visible, list_frames
 
 MANIFEST_SUFFIXES = {".csv", ".jsonl"}
-# focus keys that choose how d_f is made: a row that sets one replaces the run's choice
-FOCUS_KINDS = ("value", "point", "mask", "text", "box", "keyframes")
-FOCUS_KEYS = (*FOCUS_KINDS, "frame", "object_id", "transition")
+# focus keys that choose how d_f is made (the kinds of `focus_curve`, and keyframes): a row that sets one
+# replaces the run's choice
+FOCUS_KINDS = (*CURVE_KINDS, "keyframes")
 # the keys that go with each focus kind
 FOCUS_COMPANIONS = {
-    "value": (),
-    "point": ("frame",),
-    "mask": ("object_id",),
-    "text": (),
-    "box": ("frame",),
+    **{kind: tuple(sorted(CURVE_KEYS[kind] - {kind})) for kind in CURVE_KINDS},
     "keyframes": ("transition",),
 }
+FOCUS_KEYS = (*FOCUS_KINDS, *sorted({key for keys in FOCUS_COMPANIONS.values() for key in keys}))
 SETTING_KEYS = ("disparity", "depth_model", "k")
 MANIFEST_KEYS = {"input", "name", *SETTING_KEYS, *(f"focus.{key}" for key in FOCUS_KEYS)}
 # the authors' demo CSV columns -> ours
