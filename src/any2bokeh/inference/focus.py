@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from any2bokeh.data.disparity import subject_focus
-from any2bokeh.inference.tracking import TrackerConfig, track_subject
+from any2bokeh.inference.tracking import Track, TrackerConfig, track_subject
 
 FOCUS_KINDS = ("value", "point", "mask", "text", "box")
 FOCUS_KEYS = {
@@ -154,8 +154,15 @@ def point_focus(
     frames, disparity, point, frame: int = 0, smooth: int = 2, tracker: TrackerConfig | None = None
 ) -> torch.Tensor:
     """d_f [T]: the mean disparity of the subject tracked from `point` on `frame`."""
+    return point_subject(frames, disparity, point, frame, smooth, tracker)[0]
+
+
+def point_subject(
+    frames, disparity, point, frame: int = 0, smooth: int = 2, tracker: TrackerConfig | None = None
+) -> tuple[torch.Tensor, Track]:
+    """d_f [T] of the subject tracked from `point` on `frame`, and the track (its masks at the tracker's size)."""
     track = track_subject(frames, _flat(disparity), point, frame, tracker)
-    return subject_curve(track.disparity, track.masks.float(), f"focus point {list(point)}", smooth)
+    return subject_curve(track.disparity, track.masks.float(), f"focus point {list(point)}", smooth), track
 
 
 def mask_focus(disparity, folder, object_id: int | None = None, smooth: int = 2) -> torch.Tensor:

@@ -35,8 +35,9 @@ _SEGMENTERS: dict[tuple[str, str], Any] = {}
 
 @dataclass
 class Subject:
-    """The subject's masks float32 [T, 1, h, w] in [0, 1] at the disparity's size, d_f [T] found under them, and
-    where the masks came from ("mask folder", "segmenter", "tracker")."""
+    """The subject's masks float32 [T, 1, h, w] in [0, 1] (a mask folder's at the disparity's size, the segmenter's
+    and the tracker's at the size they work at; renderers and `mask_pngs` resize them), d_f [T] found under them,
+    and where the masks came from ("mask folder", "segmenter", "tracker")."""
 
     masks: Tensor
     disp_focus: Tensor
@@ -81,10 +82,9 @@ def find_subject(
     """The subject of a video's `focus` setting (see the module docstring), or None for a value or keyframes.
 
     frames: uint8 [T, H, W, 3]; small_frames [T, 3, h', w'] and small_disparity [T, 1, h', w'], where d_f is
-    found; size: the (h, w) of the masks returned (the disparity's); progress: the segmenter's per-frame report.
+    found; size: the (h, w) a mask folder is read at (the disparity's); progress: the segmenter's per-frame report.
     """
-    from any2bokeh.inference.focus import load_masks, subject_curve
-    from any2bokeh.inference.tracking import track_subject
+    from any2bokeh.inference.focus import load_masks, point_subject, subject_curve
 
     focus = focus_spec(settings.get("focus", {}))
     segmenter = settings.get("segmenter")
@@ -98,15 +98,12 @@ def find_subject(
             from any2bokeh.inference.segmentation import needs_segmenter
 
             raise ValueError(needs_segmenter(kind))
-        masks = resize(segment_video(segmenter, frames, focus, device, progress)[:, None], tuple(size))[:, 0].clamp(
-            0, 1
-        )
+        masks = segment_video(segmenter, frames, focus, device, progress)  # at about SEGMENT_AREA
         source, what = "segmenter", f"focus.{kind} {focus[kind]!r}"
     elif "point" in focus:
-        track = track_subject(small_frames, small_disparity, focus["point"], focus.get("frame", 0))
-        disp_focus = subject_curve(track.disparity, track.masks.float(), f"focus point {list(focus['point'])}")
-        masks = resize(track.masks[:, None].float(), tuple(size))[:, 0].clamp(0, 1)
-        return Subject(masks[:, None], disp_focus.float().clamp(0, 1), "tracker")
+        disp_focus, track = point_subject(small_frames, small_disparity, focus["point"], focus.get("frame", 0))
+        # at the tracker's size: it is the matte only on request (`tracker_matte`), and renderers resize mattes
+        return Subject(track.masks[:, None].float(), disp_focus.float().clamp(0, 1), "tracker")
     else:
         return None
     disp_focus = subject_curve(small_disparity, masks, what)
