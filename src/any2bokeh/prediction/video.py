@@ -21,6 +21,7 @@ from torch import Tensor
 
 from any2bokeh.inference.renderers import Renderer
 from any2bokeh.inference.resolution import resize, working_size
+from any2bokeh.prediction.frame_names import NamedCurves, named_curves
 from any2bokeh.prediction.jobs import FOCUS_KINDS, VideoJob, focus_spec, sibling_disparity
 from any2bokeh.prediction.subject import Subject, find_subject, mask_pngs, segment_video
 
@@ -106,24 +107,28 @@ def job_disparity(job: VideoJob, frames: np.ndarray, device: torch.device) -> tu
 
 
 def job_curves(
-    job: VideoJob, frames: Tensor, disparity: Tensor, subject: Subject | None = None, segment=None
+    job: VideoJob,
+    frames: Tensor,
+    disparity: Tensor,
+    subject: Subject | None = None,
+    segment=None,
+    named: NamedCurves | None = None,
 ) -> tuple[Tensor, Tensor]:
     """d_f [T] and K [T] of a video from its focus and k settings; frames float [T, 3, h, w] in [0, 1].
 
     A found `subject` gives d_f (`find_subject`); `segment` finds the subjects of text, box and point keyframes
-    (`focus_curve`). A disparity folder whose file names carry `_zf_<d_f>` (`_k_<K>`) gives d_f when no focus is
-    set and K when `k` is null or "names" (`frame_names`).
+    (`focus_curve`). `named`, the `_zf_<d_f>` and `_k_<K>` of the disparity's file names (`frame_names`), gives d_f
+    when no focus is set and K when `k` is null or "names".
     """
     from any2bokeh.inference.keyframes import k_curve, resolve_focus
-    from any2bokeh.prediction.frame_names import named_curves, normalised_focus
+    from any2bokeh.prediction.frame_names import normalised_focus
 
     num_frames = frames.shape[0]
     focus = job.settings.get("focus", {})
     k_setting = job.settings.get("k")
-    named = named_curves(job.settings.get("disparity"))
     if named is not None and len(named.files) != num_frames:
         raise ValueError(f"{job.settings['disparity']} names {len(named.files)} frames, the video has {num_frames}")
-    if _named_focus(job):
+    if _named_focus(job, named):
         disp_focus = normalised_focus(named, job.settings["disparity"])
     elif subject is not None:
         disp_focus = subject.disp_focus
@@ -138,14 +143,11 @@ def job_curves(
     return disp_focus.float(), k.float()
 
 
-def _named_focus(job: VideoJob) -> bool:
+def _named_focus(job: VideoJob, named: NamedCurves | None) -> bool:
     """d_f comes from the disparity's `_zf_` file names: they carry it and the run sets no focus."""
-    from any2bokeh.prediction.frame_names import named_curves
-
     focus = job.settings.get("focus", {})
     if any(focus.get(kind) is not None for kind in FOCUS_KINDS):
         return False
-    named = named_curves(job.settings.get("disparity"))
     return named is not None and named.disp_focus is not None
 
 
@@ -176,12 +178,13 @@ def render_job(job: VideoJob, renderer: Renderer, progress: bool = False) -> Ren
     segmenter = job.settings.get("segmenter")
     segment_bar = _ProgressBar(f"{job.name}: segmenting", "frame") if progress and segmenter else None
     report = segment_bar.report if segment_bar else None
+    named = named_curves(job.settings.get("disparity"))
     subject = None
-    if not _named_focus(job):
+    if not _named_focus(job, named):
         size = disparity.shape[-2:]
         subject = find_subject(job.settings, video.frames, small_frames, small_disparity, size, device, report)
     segment = (lambda spec: segment_video(segmenter, video.frames, spec, device, report)) if segmenter else None
-    disp_focus, k = job_curves(job, small_frames, small_disparity, subject, segment)
+    disp_focus, k = job_curves(job, small_frames, small_disparity, subject, segment, named)
     if segment_bar:
         segment_bar.close()
     lap("focus")
