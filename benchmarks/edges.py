@@ -197,7 +197,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--size", default="256x384", help="HxW")
-    parser.add_argument("--K", type=float, default=24.0, help="blur in the paper's unit (pixels at 1024 px width)")
+    parser.add_argument(
+        "--K",
+        type=float,
+        default=None,
+        help="blur in the paper's unit (pixels at 1024 px width); default 24, 16 with --davis",
+    )
     parser.add_argument("--binary", action="store_true", help="give the renderer the mask alpha > 0.5, as a user's is")
     parser.add_argument("--tracker", action="store_true", help="the matte: the tracker's region from a point")
     parser.add_argument("--davis", help="a DAVIS-layout root: score real clips instead of synthetic scenes")
@@ -210,19 +215,20 @@ def main() -> None:
         if not args.disparity:
             sys.exit("--davis needs --disparity <folder of <sequence>.npy>")
         sequences = args.sequences.split(",") if args.sequences else None
-        K = 16.0 if args.K == 24.0 else args.K
+        K = 16.0 if args.K is None else args.K
         print(
             f"DAVIS clips in {args.davis}, {args.frames} frames each, K = {K}; {platform.machine()}, torch {torch.__version__}"
         )
         print(format_davis_table(run_davis(args.davis, args.disparity, sequences, args.frames, K, args.object_id)))
         return
+    K = 24.0 if args.K is None else args.K
     height, width = (int(v) for v in args.size.split("x"))
     given = "binary masks (alpha > 0.5)" if args.binary else "the true soft alpha"
     given = "the tracker's region from a point on the subject" if args.tracker else given
     print(
-        f"{args.scenes} scenes at {width}x{height}, K = {args.K}, matte: {given}; {platform.machine()}, torch {torch.__version__}"
+        f"{args.scenes} scenes at {width}x{height}, K = {K}, matte: {given}; {platform.machine()}, torch {torch.__version__}"
     )
-    print(format_table(run(args.scenes, height, width, args.K, args.binary, args.tracker)))
+    print(format_table(run(args.scenes, height, width, K, args.binary, args.tracker)))
 
 
 if __name__ == "__main__":

@@ -100,6 +100,8 @@ class BokehModule(LightningModule):
         self.group_settings = check_group_settings(param_groups)
         self._histogram_step = -1
         self.net = net
+        # the frozen encoders' float32 weights while a mixed-precision fit holds them in half (`frozen_cast`)
+        self._kept_float32: dict[str, Tensor] = {}
         # per-frame PSNR and SSIM averaged over frames, as the paper's evaluation does; more in the test split
         self.metrics = training_metrics(metric_weights)
         self._select_trainable()
@@ -266,14 +268,14 @@ class BokehModule(LightningModule):
             logger.log_metrics(histograms, step=step)
 
     def on_fit_end(self) -> None:
-        restore(self.net, getattr(self, "_kept_float32", {}))
+        restore(self.net, self._kept_float32)
         self._kept_float32 = {}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # how to rebuild the network's architecture; `AnyToBokeh.from_checkpoint` reads it (stage chaining)
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.net.config
         # the frozen encoders' float32 weights, not their half copies of this fit
-        restore_in_checkpoint(checkpoint, getattr(self, "_kept_float32", {}))
+        restore_in_checkpoint(checkpoint, self._kept_float32)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # resuming a fit (ckpt_path): the saved optimizer must hold this run's groups; testing a checkpoint and
